@@ -60,6 +60,8 @@ def shared_env(session: nox.Session) -> dict[str, str]:
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         # Pages plot with matplotlib; a file backend needs no display.
         "MPLBACKEND": "Agg",
+        # MkDocs 1.6 prints a banner about its successor on every build.
+        "NO_MKDOCS_2_WARNING": "1",
     }
 
 
