@@ -40,19 +40,19 @@ def shared_env(session: nox.Session) -> dict[str, str]:
     bin_dir = SHARED_ENV / ("Scripts" if sys.platform == "win32" else "bin")
     python = bin_dir / "python"
     stamp = SHARED_ENV / "requirements.sha256"
-    wanted = _requirements_hash()
+    expected_hash = _requirements_hash()
 
     if not python.exists():
         session.log(f"Creating the shared environment in {SHARED_ENV}")
         session.run(sys.executable, "-m", "venv", str(SHARED_ENV), external=True)
-    if not stamp.exists() or stamp.read_text().strip() != wanted:
+    if not stamp.exists() or stamp.read_text().strip() != expected_hash:
         session.log("Installing hw2lib and its dependencies into the shared environment")
         session.run(str(python), "-m", "pip", "install", "--upgrade", "pip", external=True)
         session.run(
             str(python), "-m", "pip", "install", "-e", f".[{EXTRAS}]", external=True
         )
         tmp = stamp.with_suffix(".tmp")
-        tmp.write_text(wanted + "\n")
+        tmp.write_text(expected_hash + "\n")
         tmp.replace(stamp)
 
     return {
