@@ -1,0 +1,554 @@
+"""Results files of the experiments: provenance, writing, loading, tables and plots.
+
+Every run of :mod:`hw2lib.experiments` writes one JSON file,
+``<results>/<preset>/<experiment>/<configuration>-seed<k>.json``, with the
+configuration, the data it saw and the provenance of the measurement (git
+commit, hardware, library versions, start and wall time). Pages read these
+files and never train: :func:`show_experiment` renders one experiment's table,
+figure and provenance, or, when no results exist, the command that produces
+them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = PROJECT_ROOT / "docs" / "results"
+# When several presets have results, pages show the largest scale.
+PRESET_PREFERENCE = ("gpu", "cpu", "smoke")
+
+# The commands that produce each experiment's results, shown when they are missing.
+PRODUCE_COMMANDS = {
+    "gpu": "nox -s experiments -- run {name} --preset gpu --data-dir data --download",
+    "cpu": "nox -s experiments -- run {name} --preset cpu --data-dir ../shared/data/cifar10-jpeg",
+}
+
+
+# -----------------------------------------------------------------------------
+# Provenance
+
+
+def _git(*args: str) -> str | None:
+    try:
+        completed = subprocess.run(
+            ["git", *args],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return completed.stdout.strip()
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(device: str | None = None, num_threads: int | None = None) -> dict[str, Any]:
+    """Describe the machine: CPU model and core count, GPU name, device and threads used."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "gpu": gpu,
+        "device": device,
+        "num_threads": num_threads,
+    }
+
+
+def _command_line() -> str:
+    program = Path(sys.argv[0]).name
+    if program == "__main__.py":
+        # python -m runs a package's __main__.py; name the package instead.
+        program = f"python -m {Path(sys.argv[0]).parent.name}"
+        if Path(sys.argv[0]).parent.parent.name == "hw2lib":
+            program = f"python -m hw2lib.{Path(sys.argv[0]).parent.name}"
+    return " ".join([program, *sys.argv[1:]])
+
+
+def provenance(
+    *,
+    started_at: dt.datetime,
+    wall_time_s: float,
+    device: str | None = None,
+    num_threads: int | None = None,
+) -> dict[str, Any]:
+    """Collect where, when and with what code a measurement was made."""
+    import torch
+    import torchvision
+
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain")
+    return {
+        "git_commit": commit,
+        # Uncommitted changes anywhere in the working tree, or None outside git.
+        "git_dirty": None if status is None else bool(status),
+        "hardware": hardware(device, num_threads),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "started_at": started_at.astimezone(dt.UTC).isoformat(timespec="seconds"),
+        "wall_time_s": wall_time_s,
+        "command": _command_line(),
+    }
+
+
+# -----------------------------------------------------------------------------
+# Files
+
+
+def result_path(results_dir: Path, preset: str, experiment: str, configuration: str, seed: int) -> Path:
+    return Path(results_dir) / preset / experiment / f"{configuration}-seed{seed}.json"
+
+
+def write_result(path: Path, result: dict[str, Any]) -> None:
+    """Write ``result`` as JSON through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=1, sort_keys=False, allow_nan=True) + "\n"
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def append_log(results_dir: Path, line: str) -> None:
+    """Append one line to ``<results>/runs.log``, the record of what was run."""
+    path = Path(results_dir) / "runs.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    with open(path, "a", encoding="utf-8") as file:
+        file.write(f"{stamp} {line}\n")
+
+
+def load_results(
+    results_dir: str | os.PathLike[str] | None = None,
+    *,
+    experiment: str | None = None,
+    preset: str | None = None,
+) -> list[dict[str, Any]]:
+    """Read every result file under ``results_dir``, optionally of one experiment or preset."""
+    root = Path(results_dir) if results_dir is not None else RESULTS_DIR
+    pattern = f"{preset or '*'}/{experiment or '*'}/*.json"
+    results = []
+    for path in sorted(root.glob(pattern)):
+        with open(path, encoding="utf-8") as file:
+            result = json.load(file)
+        if result.get("schema") != SCHEMA_VERSION:
+            continue
+        result["_path"] = str(path)
+        results.append(result)
+    return results
+
+
+def available_preset(
+    experiment: str, results_dir: str | os.PathLike[str] | None = None
+) -> str | None:
+    """Return the largest-scale preset with results for ``experiment``, or None."""
+    root = Path(results_dir) if results_dir is not None else RESULTS_DIR
+    for preset in PRESET_PREFERENCE:
+        if any((root / preset / experiment).glob("*.json")):
+            return preset
+    return None
+
+
+# -----------------------------------------------------------------------------
+# Aggregation
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Return the mean and the sample standard deviation (0 for a single value)."""
+    array = np.asarray(values, dtype=float)
+    if array.size == 0:
+        return math.nan, math.nan
+    std = float(array.std(ddof=1)) if array.size > 1 else 0.0
+    return float(array.mean()), std
+
+
+def _ordered(results: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for result in sorted(results, key=lambda r: (r.get("configuration_index", 0), r["seed"])):
+        grouped[result["configuration"]].append(result)
+    return grouped
+
+
+def aggregate_training(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Summarize training runs per configuration: mean and std of the final metrics.
+
+    Diverged runs are counted but left out of every mean.
+    """
+    rows = []
+    for configuration, runs in _ordered(results).items():
+        finished = [r for r in runs if r["status"] == "ok"]
+        row: dict[str, Any] = {
+            "configuration": configuration,
+            "label": runs[0].get("configuration_label", configuration),
+            "seeds": len(finished),
+            "diverged": [
+                {"seed": r["seed"], "step": r["diverged_step"]}
+                for r in runs
+                if r["status"] == "diverged"
+            ],
+        }
+        for key in ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "images_per_s"):
+            row[key] = mean_std([r["epochs"][-1][key] for r in finished])
+        rows.append(row)
+    return rows
+
+
+def aggregate_e3(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Summarize E3 per (mode, batch order, batch size): mean and std of test accuracy."""
+    values: dict[tuple[str, str, int], list[float]] = defaultdict(list)
+    for result in results:
+        for row in result["evaluations"]:
+            values[(row["mode"], row["order"], row["batch_size"])].append(row["accuracy"])
+    rows = []
+    for (mode, order, batch_size), accuracies in values.items():
+        rows.append(
+            {
+                "mode": mode,
+                "order": order,
+                "batch_size": batch_size,
+                "seeds": len(accuracies),
+                "accuracy": mean_std(accuracies),
+            }
+        )
+    rows.sort(key=lambda r: (r["order"] != "shuffled", r["mode"] != "eval", r["batch_size"]))
+    return rows
+
+
+def aggregate_e4(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Summarize E4 per matrix size: mean and std of every timing and step count."""
+    grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for result in results:
+        grouped[result["measurements"]["size"]].append(result["measurements"])
+    rows = []
+    for size in sorted(grouped):
+        runs = grouped[size]
+        converged = [r for r in runs if r["gd_converged"]]
+        row: dict[str, Any] = {"size": size, "seeds": len(runs), "converged": len(converged)}
+        for key in (
+            "gd_steps",
+            "gd_time_per_step_s",
+            "gd_time_s",
+            "svd_time_s",
+            "svd_lowrank_time_s",
+            "svd_lowrank_excess",
+            "gd_excess",
+        ):
+            row[key] = mean_std([r[key] for r in runs])
+        rows.append(row)
+    return rows
+
+
+# -----------------------------------------------------------------------------
+# Text: tables and provenance
+
+
+def _pm(pair: tuple[float, float], scale: float = 1.0, digits: int = 1) -> str:
+    mean, std = pair
+    if math.isnan(mean):
+        return "–"
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+
+
+def _sci(pair: tuple[float, float]) -> str:
+    mean, std = pair
+    return f"{mean:.3g} ± {std:.2g}"
+
+
+def training_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Format :func:`aggregate_training` rows as a Markdown table (accuracies in %)."""
+    lines = [
+        "| configuration | seeds | test accuracy (%) | test loss | train accuracy (%) "
+        "| train loss | images/s | diverged |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        diverged = ", ".join(f"seed {d['seed']} at step {d['step']}" for d in row["diverged"])
+        lines.append(
+            f"| {row['label']} | {row['seeds']} | {_pm(row['test_accuracy'], 100)} "
+            f"| {_pm(row['test_loss'], digits=3)} | {_pm(row['train_accuracy'], 100)} "
+            f"| {_pm(row['train_loss'], digits=3)} | {_pm(row['images_per_s'], digits=0)} "
+            f"| {diverged or 'none'} |"
+        )
+    return "\n".join(lines)
+
+
+def e3_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Format :func:`aggregate_e3` rows as a Markdown table (accuracies in %)."""
+    lines = [
+        "| BatchNorm mode | batch order | batch size | seeds | test accuracy (%) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        mode = "model.eval()" if row["mode"] == "eval" else "model.train()"
+        lines.append(
+            f"| {mode} | {row['order']} | {row['batch_size']} | {row['seeds']} "
+            f"| {_pm(row['accuracy'], 100)} |"
+        )
+    return "\n".join(lines)
+
+
+def e4_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Format :func:`aggregate_e4` rows as a Markdown table (times in seconds)."""
+    lines = [
+        "| m = n | seeds | GD steps | GD time/step (ms) | GD total (s) | exact SVD (s) "
+        "| svd_lowrank (s) | svd_lowrank excess loss |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        steps = _pm(row["gd_steps"], digits=0)
+        if row["converged"] < row["seeds"]:
+            steps += f" ({row['seeds'] - row['converged']} hit max_steps)"
+        lines.append(
+            f"| {row['size']} | {row['seeds']} | {steps} "
+            f"| {_pm(row['gd_time_per_step_s'], 1000, 2)} | {_pm(row['gd_time_s'], digits=2)} "
+            f"| {_pm(row['svd_time_s'], digits=3)} | {_pm(row['svd_lowrank_time_s'], digits=3)} "
+            f"| {_sci(row['svd_lowrank_excess'])} |"
+        )
+    return "\n".join(lines)
+
+
+def provenance_text(results: Sequence[dict[str, Any]]) -> str:
+    """Summarize the provenance of a set of results in one paragraph."""
+    if not results:
+        return "No results."
+    first = results[0]
+    commits = sorted({str(r["provenance"]["git_commit"])[:10] for r in results})
+    dirty = any(r["provenance"]["git_dirty"] for r in results)
+    hardware_info = first["provenance"]["hardware"]
+    machine = hardware_info["gpu"] or hardware_info["cpu"]
+    if hardware_info.get("device") == "cpu" or not hardware_info["gpu"]:
+        machine = f"{hardware_info['cpu']}, {hardware_info['num_threads']} threads"
+    started = sorted(r["provenance"]["started_at"] for r in results)
+    wall = sum(r["provenance"]["wall_time_s"] for r in results)
+    seeds = sorted({r["seed"] for r in results})
+    dataset = first.get("dataset", {}).get("label", "no dataset")
+    return (
+        f"Data: {dataset}. Preset `{first['preset']}` ({first['preset_description']}); "
+        f"seeds {', '.join(map(str, seeds))}; {len(results)} result files. "
+        f"Code: commit {', '.join(commits)}{' with uncommitted changes' if dirty else ''}. "
+        f"Hardware: {machine}; torch {first['provenance']['torch']}. "
+        f"Run from {started[0]} to {started[-1]} (start times), {wall / 60:.1f} min of "
+        f"wall time in total. Files: docs/results/{first['preset']}/{first['experiment']}/."
+    )
+
+
+def produce_note(experiment: str) -> str:
+    """Return Markdown that says how to produce the results of ``experiment``."""
+    return (
+        f"No results for `{experiment}` are stored in docs/results/ yet, so this section "
+        "shows none. Produce them on a GPU with\n\n"
+        f"    {PRODUCE_COMMANDS['gpu'].format(name=experiment)}\n\n"
+        "or, at a reduced scale on a CPU, with\n\n"
+        f"    {PRODUCE_COMMANDS['cpu'].format(name=experiment)}\n\n"
+        "and rebuild the site."
+    )
+
+
+# -----------------------------------------------------------------------------
+# Figures
+
+
+def _band(ax: Any, x: np.ndarray, runs: np.ndarray, label: str) -> None:
+    mean = runs.mean(axis=0)
+    std = runs.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros_like(mean)
+    (line,) = ax.plot(x, mean, marker="o", label=label)
+    ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+
+
+def plot_training(results: Sequence[dict[str, Any]], title: str) -> Any:
+    """Plot test accuracy and training loss per epoch, mean ± std over seeds.
+
+    Diverged runs are left out of the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for configuration, runs in _ordered(results).items():
+        finished = [r for r in runs if r["status"] == "ok"]
+        if not finished:
+            continue
+        epochs = np.array([row["epoch"] for row in finished[0]["epochs"]])
+        label = finished[0].get("configuration_label", configuration)
+        accuracy = np.array([[row["test_accuracy"] * 100 for row in r["epochs"]] for r in finished])
+        loss = np.array([[row["train_loss"] for row in r["epochs"]] for r in finished])
+        _band(left, epochs, accuracy, label)
+        _band(right, epochs, loss, label)
+    left.set(xlabel="epoch", ylabel="test accuracy (%)")
+    right.set(xlabel="epoch", ylabel="training loss (with label smoothing)")
+    left.legend(fontsize="small")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_e3(rows: Sequence[dict[str, Any]], title: str) -> Any:
+    """Bar chart of E3: test accuracy per BatchNorm mode, batch order and batch size."""
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(8, 3.8))
+    labels = [f"{r['order']}\nbatch {r['batch_size']}" for r in rows if r["mode"] == "eval"]
+    for offset, mode in ((-0.2, "eval"), (0.2, "train")):
+        selected = [r for r in rows if r["mode"] == mode]
+        means = [r["accuracy"][0] * 100 for r in selected]
+        stds = [r["accuracy"][1] * 100 for r in selected]
+        positions = np.arange(len(selected)) + offset
+        ax.bar(positions, means, width=0.4, yerr=stds, capsize=3, label=f"model.{mode}()")
+    ax.set_xticks(np.arange(len(labels)), labels)
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize="small")
+    ax.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_e4(rows: Sequence[dict[str, Any]], title: str) -> Any:
+    """Log-log plot of E4: time of gradient descent and of the two SVDs against matrix size."""
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    sizes = np.array([r["size"] for r in rows])
+    for key, label in (
+        ("gd_time_s", "gradient descent to tolerance"),
+        ("svd_time_s", "exact SVD"),
+        ("svd_lowrank_time_s", "torch.svd_lowrank"),
+        ("gd_time_per_step_s", "one gradient step"),
+    ):
+        means = np.array([r[key][0] for r in rows])
+        stds = np.array([r[key][1] for r in rows])
+        left.errorbar(sizes, means, yerr=stds, marker="o", capsize=3, label=label)
+    left.set(xscale="log", yscale="log", xlabel="m = n", ylabel="time (s)")
+    left.legend(fontsize="small")
+    steps = np.array([r["gd_steps"][0] for r in rows])
+    step_std = np.array([r["gd_steps"][1] for r in rows])
+    right.errorbar(sizes, steps, yerr=step_std, marker="o", capsize=3)
+    right.set(xscale="log", xlabel="m = n", ylabel="gradient steps to tolerance")
+    right.set_ylim(bottom=0)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+# -----------------------------------------------------------------------------
+# Page helper
+
+
+def _display_markdown(text: str) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:
+        print(text)
+        return
+    if get_ipython() is None:
+        print(text)
+    else:
+        display(Markdown(text))
+
+
+def _display_figure(figure: Any) -> None:
+    import matplotlib.pyplot as plt
+
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        plt.close(figure)
+        return
+    if get_ipython() is not None:
+        display(figure)
+    plt.close(figure)
+
+
+def experiment_summary(
+    experiment: str,
+    results_dir: str | os.PathLike[str] | None = None,
+    preset: str | None = None,
+) -> dict[str, Any] | None:
+    """Load and aggregate one experiment; None when it has no results.
+
+    Returns a dict with ``preset``, ``results``, ``rows`` (aggregated), ``table``
+    (Markdown), ``figure`` (matplotlib) and ``provenance`` (text).
+    """
+    from hw2lib.experiments import EXPERIMENTS
+
+    chosen = preset or available_preset(experiment, results_dir)
+    if chosen is None:
+        return None
+    results = load_results(results_dir, experiment=experiment, preset=chosen)
+    if not results:
+        return None
+    title = f"{EXPERIMENTS[experiment].title} ({results[0]['dataset']['label']}, preset {chosen})"
+    if experiment in ("e1", "e2"):
+        rows = aggregate_training(results)
+        table, figure = training_table(rows), plot_training(results, title)
+    elif experiment == "e3":
+        rows = aggregate_e3(results)
+        table, figure = e3_table(rows), plot_e3(rows, title)
+    elif experiment == "e4":
+        rows = aggregate_e4(results)
+        table, figure = e4_table(rows), plot_e4(rows, title)
+    else:
+        raise KeyError(f"unknown experiment {experiment!r}")
+    return {
+        "preset": chosen,
+        "results": results,
+        "rows": rows,
+        "table": table,
+        "figure": figure,
+        "provenance": provenance_text(results),
+    }
+
+
+def show_experiment(
+    experiment: str,
+    results_dir: str | os.PathLike[str] | None = None,
+    preset: str | None = None,
+) -> dict[str, Any] | None:
+    """Display one experiment's table, figure and provenance on a page.
+
+    Without results, displays the commands that produce them instead and
+    returns None; the page still builds. Outside IPython the text is printed.
+    """
+    summary = experiment_summary(experiment, results_dir, preset)
+    if summary is None:
+        _display_markdown(produce_note(experiment))
+        return None
+    _display_markdown(summary["table"])
+    _display_figure(summary["figure"])
+    _display_markdown(f"*Provenance of the figure above.* {summary['provenance']}")
+    return summary
