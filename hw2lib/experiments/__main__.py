@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         num_threads=args.threads,
         force=args.force,
-        progress=not args.quiet,
+        # Progress bars only on a terminal; a redirected log gets the per-epoch lines.
+        progress=not args.quiet and sys.stderr.isatty(),
     )
     results_io.append_log(args.out, f"start: {' '.join(sys.argv)}")
     try:
