@@ -314,7 +314,7 @@ def _run_e3(context: _Context) -> list[Path]:
 # E4: low-rank factorization at scale
 
 
-def test_matrix(size: int, rank: int, seed: int, noise: float = 0.3) -> torch.Tensor:
+def noisy_low_rank_matrix(size: int, rank: int, seed: int, noise: float = 0.3) -> torch.Tensor:
     """Build a float64 ``size`` x ``size`` matrix: a rank-``rank`` signal plus Gaussian noise.
 
     The signal's singular values run linearly from 2 to 1 times sqrt(m) + sqrt(n),
@@ -380,7 +380,7 @@ def _run_e4(context: _Context) -> list[Path]:
                 continue
             started = dt.datetime.now(dt.UTC)
             clock = time.perf_counter()
-            matrix = test_matrix(size, rank, seed)
+            matrix = noisy_low_rank_matrix(size, rank, seed)
 
             # The exact route: the truncated SVD of hw2lib.lowrank (LAPACK, float64).
             tick = time.perf_counter()

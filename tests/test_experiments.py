@@ -1,0 +1,269 @@
+"""The smoke preset end to end, the results files it writes, the site helpers and the CLI."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hw2lib import results
+from hw2lib.experiments import EXPERIMENTS, RunOptions, run_experiment
+from hw2lib.experiments.runner import factorization_descent, noisy_low_rank_matrix
+
+PROVENANCE_KEYS = {
+    "git_commit",
+    "git_dirty",
+    "hardware",
+    "torch",
+    "torchvision",
+    "python",
+    "started_at",
+    "wall_time_s",
+    "command",
+}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> Path:
+    """Run every experiment with the smoke preset once; return the results folder."""
+    root = tmp_path_factory.mktemp("smoke")
+    options = RunOptions(
+        preset="smoke",
+        results_dir=root / "results",
+        checkpoint_dir=root / "checkpoints",
+        device="cpu",
+        num_threads=1,
+        progress=False,
+    )
+    for name in EXPERIMENTS:
+        run_experiment(name, options)
+    return root / "results"
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_smoke_writes_every_result(smoke: Path) -> None:
+    files = sorted(p.relative_to(smoke).as_posix() for p in smoke.rglob("*.json"))
+    expected = []
+    for name, experiment in EXPERIMENTS.items():
+        configurations = list(experiment.configurations) or (
+            ["bn_mode"] if name == "e3" else ["n32", "n64"]
+        )
+        for configuration in configurations:
+            for seed in (0, 1):
+                expected.append(f"smoke/{name}/{configuration}-seed{seed}.json")
+    assert files == sorted(expected)
+    assert not list(smoke.rglob("*.tmp"))
+
+
+def test_training_result_has_provenance(smoke: Path) -> None:
+    result = _load(smoke / "smoke" / "e1" / "after_relu-seed1.json")
+    assert result["schema"] == results.SCHEMA_VERSION
+    assert result["experiment"] == "e1"
+    assert result["configuration"] == "after_relu"
+    assert result["preset"] == "smoke"
+    assert result["seed"] == 1
+    assert result["status"] == "ok"
+    assert result["config"]["norm_position"] == "after_relu"
+    assert result["dataset"]["variant"] == "synthetic"
+    assert result["dataset"]["train_images"] == 512
+    assert PROVENANCE_KEYS <= set(result["provenance"])
+    assert result["provenance"]["hardware"]["device"] == "cpu"
+    assert result["provenance"]["hardware"]["num_threads"] == 1
+    assert len(result["provenance"]["git_commit"]) == 40
+    epochs = result["epochs"]
+    assert [row["epoch"] for row in epochs] == [1, 2, 3]
+    assert {"train_loss", "test_accuracy", "images_per_s", "epoch_time_s"} <= set(epochs[0])
+
+
+def test_smoke_training_learns(smoke: Path) -> None:
+    result = _load(smoke / "smoke" / "e1" / "before_relu-seed0.json")
+    # Chance is 10 %; the synthetic classes are easy to tell apart.
+    assert result["epochs"][-1]["train_accuracy"] > 0.2
+
+
+def test_e2_reuses_e1_checkpoint(smoke: Path) -> None:
+    e1 = _load(smoke / "smoke" / "e1" / "before_relu-seed0.json")
+    e2 = _load(smoke / "smoke" / "e2" / "exclude_bias_and_norm-seed0.json")
+    assert e2["checkpoint"] == e1["checkpoint"]
+    assert e2["resumed_from_epoch"] == 3
+    assert e2["epochs"] == e1["epochs"]
+
+
+def test_e3_result_covers_modes_and_orders(smoke: Path) -> None:
+    result = _load(smoke / "smoke" / "e3" / "bn_mode-seed0.json")
+    keys = {(row["mode"], row["order"], row["batch_size"]) for row in result["evaluations"]}
+    for mode in ("eval", "train"):
+        for batch_size in (1, 16, 256):
+            assert (mode, "shuffled", batch_size) in keys
+        assert (mode, "class-sorted", 256) in keys
+    # With running statistics the batch size cannot change the predictions.
+    eval_rows = [r for r in result["evaluations"] if r["mode"] == "eval"]
+    assert len({round(r["accuracy"], 9) for r in eval_rows}) == 1
+
+
+def test_e4_matches_library_descent(smoke: Path) -> None:
+    for seed in (0, 1):
+        measured = _load(smoke / "smoke" / "e4" / f"n32-seed{seed}.json")["measurements"]
+        assert measured["gd_converged"]
+        assert measured["gd_steps"] == measured["library_gd_steps"]
+        assert 0 <= measured["gd_excess"] <= 1e-6
+        assert measured["svd_lowrank_excess"] >= -1e-9
+
+
+def test_existing_results_are_kept(smoke: Path, tmp_path: Path) -> None:
+    before = (smoke / "smoke" / "e4" / "n32-seed0.json").read_text()
+    options = RunOptions(
+        preset="smoke", results_dir=smoke, checkpoint_dir=tmp_path, device="cpu", progress=False
+    )
+    run_experiment("e4", options)
+    assert (smoke / "smoke" / "e4" / "n32-seed0.json").read_text() == before
+
+
+def test_factorization_descent_reaches_floor() -> None:
+    import torch
+
+    matrix = noisy_low_rank_matrix(24, 2, seed=0)
+    singular = torch.linalg.svdvals(matrix)
+    floor = float(torch.sum(singular[2:] ** 2))
+    start = (1e-3 * torch.randn(24, 2, dtype=torch.float64), 1e-3 * torch.randn(2, 24, dtype=torch.float64))
+    _, _, steps, converged, loss = factorization_descent(
+        matrix, start, step_size=0.1 / float(singular[0]), floor=floor, rtol=1e-8, max_steps=50_000
+    )
+    assert converged
+    assert steps > 0
+    assert loss == pytest.approx(floor, rel=1e-8)
+
+
+# -----------------------------------------------------------------------------
+# Aggregation, tables, figures and the page helper
+
+
+def test_aggregate_training_mean_std(smoke: Path) -> None:
+    rows = results.aggregate_training(results.load_results(smoke, experiment="e1", preset="smoke"))
+    assert [row["configuration"] for row in rows] == ["before_relu", "after_relu"]
+    for row in rows:
+        assert row["seeds"] == 2
+        mean, std = row["test_accuracy"]
+        assert 0.0 <= mean <= 1.0
+        assert std >= 0.0
+
+
+def test_diverged_run_left_out_of_means(smoke: Path) -> None:
+    runs = results.load_results(smoke, experiment="e1", preset="smoke")
+    broken = copy.deepcopy([r for r in runs if r["configuration"] == "before_relu"][0])
+    broken["seed"] = 7
+    broken["status"] = "diverged"
+    broken["diverged_step"] = 5
+    broken["epochs"] = [dict(broken["epochs"][0], test_accuracy=float("nan"))]
+    rows = results.aggregate_training([*runs, broken])
+    before = [row for row in rows if row["configuration"] == "before_relu"][0]
+    assert before["seeds"] == 2
+    assert before["diverged"] == [{"seed": 7, "step": 5}]
+    assert "seed 7 at step 5" in results.training_table(rows)
+    figure = results.plot_training([*runs, broken], "test")
+    lines = figure.axes[0].get_lines()
+    assert all(not any(map(lambda y: y != y, line.get_ydata())) for line in lines)
+
+
+@pytest.mark.parametrize("name", ["e1", "e2", "e3", "e4"])
+def test_summary_has_table_figure_provenance(smoke: Path, name: str) -> None:
+    import matplotlib.pyplot as plt
+
+    summary = results.experiment_summary(name, smoke)
+    assert summary is not None
+    assert summary["preset"] == "smoke"
+    assert summary["table"].startswith("|")
+    assert "Preset `smoke`" in summary["provenance"]
+    assert "commit" in summary["provenance"]
+    plt.close(summary["figure"])
+
+
+def test_show_experiment_without_results_prints_command(tmp_path: Path, capsys) -> None:
+    assert results.show_experiment("e1", tmp_path) is None
+    text = capsys.readouterr().out
+    assert "nox -s experiments -- run e1 --preset gpu" in text
+    assert "--preset cpu" in text
+
+
+def test_jpeg_copy_label_in_provenance(smoke: Path) -> None:
+    runs = results.load_results(smoke, experiment="e1", preset="smoke")
+    for run in runs:
+        run["dataset"]["label"] = "CIFAR-10 (JPEG copy)"
+    assert "Data: CIFAR-10 (JPEG copy)." in results.provenance_text(runs)
+
+
+# -----------------------------------------------------------------------------
+# Command line
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hw2lib.experiments", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def test_cli_missing_data_one_line_error(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-folder"
+    completed = _cli(
+        "run", "e1", "--preset", "cpu", "--data-dir", str(missing), "--out", str(tmp_path / "out"),
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 2
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert lines[0].startswith("error: CIFAR-10 not found")
+    assert str(missing) in lines[0]
+    assert "Traceback" not in completed.stderr
+    assert "failed:" in (tmp_path / "out" / "runs.log").read_text()
+
+
+def test_cli_corrupt_image_one_line_error(tmp_path: Path) -> None:
+    from tests.test_data import CLASSES, make_imagefolder
+
+    make_imagefolder(tmp_path / "jpeg")
+    bad = tmp_path / "jpeg" / "test" / CLASSES[1] / "0000.png"
+    bad.write_bytes(b"broken")
+    completed = subprocess.run(
+        [
+            sys.executable, "-m", "hw2lib.experiments", "run", "e1", "--preset", "cpu",
+            "--data-dir", str(tmp_path / "jpeg"), "--out", str(tmp_path / "out"),
+            "--cache-dir", str(tmp_path / "cache"), "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.count("\n") == 1, completed.stderr
+    assert str(bad) in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_cli_unknown_experiment(tmp_path: Path) -> None:
+    completed = _cli("run", "e9", "--out", str(tmp_path), cwd=tmp_path)
+    assert completed.returncode == 2
+    assert "unknown experiment e9" in completed.stderr
+
+
+def test_cli_list_and_help(tmp_path: Path) -> None:
+    listing = _cli("list", cwd=tmp_path)
+    assert listing.returncode == 0
+    for name in EXPERIMENTS:
+        assert name in listing.stdout
+    assert "smoke" in listing.stdout
+    help_text = _cli("run", "--help", cwd=tmp_path)
+    assert help_text.returncode == 0
+    assert "163 MB" in help_text.stdout
+    assert "--seeds" in help_text.stdout
