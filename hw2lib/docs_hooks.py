@@ -237,6 +237,10 @@ def _is_solution_cell(cell) -> bool:
 
 def _fold_solutions(soup) -> None:
     for cell in soup.select("div.jp-Cell"):
+        # mkdocs-jupyter wraps each code cell's div in a second div with the
+        # same classes; only the outer one is a sibling of the other cells.
+        if cell.find_parent("div", class_="jp-Cell") is not None:
+            continue
         if not _is_solution_cell(cell):
             continue
         previous = cell.find_previous_sibling()

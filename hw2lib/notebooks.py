@@ -308,7 +308,9 @@ def build_manifest(
         "format": CACHE_FORMAT,
         "page": sha256_file(page),
         "environment": environment,
-        "roots": [root.as_posix() for root in input_filter.roots],
+        # Names are relative to the tracked roots, so a moved checkout (or a
+        # cache restored into another path) keeps its cached runs.
+        "root_count": len(input_filter.roots),
         "inputs": recorded,
     }
 
@@ -350,13 +352,16 @@ def staleness_reason(
         return "cache format changed"
     if manifest.get("environment") != environment:
         return "Python or package versions changed"
-    if manifest.get("roots") != [root.as_posix() for root in input_filter.roots]:
-        return "tracked folders moved"
+    if manifest.get("root_count") != len(input_filter.roots):
+        return "tracked folders changed"
     if manifest.get("page") != memo.get("file", page.resolve()):
         return "page changed"
     for entry, recorded in sorted(manifest.get("inputs", {}).items()):
         kind, _, name = entry.partition(" ")
-        path = input_filter.resolve(name)
+        try:
+            path = input_filter.resolve(name)
+        except (ValueError, IndexError):
+            return "cache manifest invalid"
         if memo.get(kind, path) != recorded:
             return f"{kind} {name.partition(':')[2]} changed"
     return None
