@@ -231,6 +231,40 @@ def random_factorization_losses(
     return losses
 
 
+def matrix_with_singular_values(
+    m: int, n: int, singular_values: np.ndarray | list[float], *, seed: int = 0
+) -> np.ndarray:
+    """Return a random m×n float64 matrix U diag(s) Vᵀ with prescribed singular values.
+
+    U (m×k) and V (n×k), k = len(s), have orthonormal columns drawn from the
+    QR factorization of a standard normal matrix, so the singular values of
+    the result are s (in any order given) and min(m, n) − k zeros. Pages and
+    tests use it to build X with known gaps or ties.
+
+    Raises:
+        ValueError: m or n is not a positive integer, s has more than
+            min(m, n) entries, or an entry of s is negative or not finite.
+    """
+    for name, value in (("m", m), ("n", n)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    values = np.asarray(singular_values, dtype=np.float64)
+    if values.ndim != 1 or values.size > min(m, n):
+        raise ValueError(
+            f"singular_values has shape {values.shape}; pass a list of at most "
+            f"min(m, n) = {min(m, n)} values"
+        )
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError(
+            f"singular_values must be finite and >= 0, got {values.tolist()}"
+        )
+    rng = np.random.default_rng(seed)
+    k = values.size
+    U, _ = np.linalg.qr(rng.standard_normal((m, k)))
+    V, _ = np.linalg.qr(rng.standard_normal((n, k)))
+    return (U * values) @ V.T
+
+
 # ---------------------------------------------------------------------------
 # Gradient, Hessian and the balance invariant
 # ---------------------------------------------------------------------------

@@ -282,8 +282,9 @@ class EckartYoung2x2:
         s1, s2: positive symbols; the derivation assumes s1 > s2.
         variables: (a1, a2, b1, b2).
         loss: f as an expression.
-        solutions: the output of ``sympy.solve(∇f = 0)``; a family with a
-            free variable stands for a whole curve (a, b) → (ca, b/c).
+        solutions: the distinct solutions that ``sympy.solve`` returns for
+            ∇f = 0. A solution with a free variable stands for a whole curve
+            (a, b) → (ca, b/c).
         points: one balanced representative of each family, with its loss
             and Hessian eigenvalues: the origin, the bottom pair (σ = s2) and
             the top pair (σ = s1), in that order.
@@ -315,7 +316,11 @@ def eckart_young_2x2() -> EckartYoung2x2:
     variables = (a1, a2, b1, b2)
     loss = _frobenius_loss(sp.diag(s1, s2), a, b.T)
     gradient = [sp.diff(loss, v) for v in variables]
-    solutions = sp.solve(gradient, variables, dict=True)
+    # sympy.solve can list a family twice; keep the first copy of each.
+    solutions = []
+    for solution in sp.solve(gradient, variables, dict=True):
+        if solution not in solutions:
+            solutions.append(solution)
     hessian = sp.hessian(loss, variables)
 
     points: list[SymbolicCriticalPoint] = []

@@ -445,7 +445,8 @@ def test_gd_reaches_optimum(m, n, seed, data, balanced):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_gd_accepts_torch_input(dtype):
-    x = torch.tensor(matrix_with_singular_values(np.random.default_rng(7), 4, 3, np.array([3.0, 2.0, 1.0])), dtype=dtype)
+    values = np.array([3.0, 2.0, 1.0])
+    x = torch.tensor(matrix_with_singular_values(np.random.default_rng(7), 4, 3, values), dtype=dtype)
     result = lr.gradient_descent(x, 2, target=lr.optimal_loss(x, 2), rtol=1e-5)
     assert result.stop_reason == "target"
     assert result.final_loss == pytest.approx(1.0, rel=1e-4)
@@ -490,7 +491,9 @@ def test_gd_small_step_nearly_conserves_imbalance():
     A0, B0 = lr.initial_factors(x.shape, 2, init_scale=0.5, seed=3)
     drifts = []
     for step_size in [0.02, 0.01]:
-        result = lr.gradient_descent(x, 2, step_size=step_size, initial=(A0, B0), max_steps=round(4 / step_size))
+        result = lr.gradient_descent(
+            x, 2, step_size=step_size, initial=(A0, B0), max_steps=round(4 / step_size)
+        )
         drift = np.linalg.norm(lr.imbalance(result.A, result.B) - lr.imbalance(A0, B0))
         drifts.append(drift)
     # Each step changes AᵀA − BBᵀ by O(η²), so over a fixed time span the
@@ -525,3 +528,35 @@ def test_balanced_init_is_balanced():
 def test_gd_invalid_arguments(kwargs, fragment):
     with pytest.raises(ValueError, match=fragment):
         lr.gradient_descent(GOOD, 2, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# Test matrices with prescribed singular values
+# ---------------------------------------------------------------------------
+
+
+@FAST
+@given(st.integers(1, 6), st.integers(1, 6), st.integers(0, 2**32 - 1), st.data())
+def test_matrix_with_singular_values(m, n, seed, data):
+    k = data.draw(st.integers(0, min(m, n)))
+    values = data.draw(st.lists(st.floats(0.0, 10.0), min_size=k, max_size=k))
+    x = lr.matrix_with_singular_values(m, n, values, seed=seed)
+    assert x.shape == (m, n)
+    expected = np.sort(np.concatenate([values, np.zeros(min(m, n) - k)]))[::-1]
+    np.testing.assert_allclose(np.linalg.svd(x, compute_uv=False), expected, atol=1e-12 * 10)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        ((0, 3, [1.0]), "m must be"),
+        ((3, 2.0, [1.0]), "n must be"),
+        ((3, 2, [1.0, 1.0, 1.0]), "at most"),
+        ((3, 2, [[1.0]]), "at most"),
+        ((3, 2, [-1.0]), "finite and >= 0"),
+        ((3, 2, [np.nan]), "finite and >= 0"),
+    ],
+)
+def test_matrix_with_singular_values_rejects(args, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        lr.matrix_with_singular_values(*args)
