@@ -65,8 +65,11 @@ def shared_env(session: nox.Session) -> dict[str, str]:
     }
 
 
-def _run(session: nox.Session, env: dict[str, str], *args: str) -> None:
-    session.run(*args, env=env, external=True)
+def _run(session: nox.Session, env: dict[str, str], program: str, *args: str) -> None:
+    # nox looks programs up on its own PATH, not on the PATH in ``env``, so the
+    # shared environment's executables are resolved to full paths here.
+    resolved = shutil.which(program, path=env["PATH"]) or program
+    session.run(resolved, *args, env=env, external=True)
 
 
 @nox.session
@@ -88,6 +91,31 @@ def tests(session: nox.Session) -> None:
     """Run the test suite; extra arguments go to pytest (e.g. nox -s tests -- -k lowrank)."""
     env = shared_env(session)
     _run(session, env, "python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def experiments(session: nox.Session) -> None:
+    """Run experiments into docs/results/ (e.g. nox -s experiments -- run all --preset gpu --download).
+
+    Without arguments, lists the experiments and presets. Arguments go to
+    ``python -m hw2lib.experiments``; ``-- run --help`` describes them.
+    """
+    env = shared_env(session)
+    _run(session, env, "python", "-m", "hw2lib.experiments", *(session.posargs or ["list"]))
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Compare the trainer's images/s with a DataLoader of per-image transforms (not a test)."""
+    env = shared_env(session)
+    _run(session, env, "python", "-m", "hw2lib.bench", *session.posargs)
+
+
+@nox.session(name="bench-docs")
+def bench_docs(session: nox.Session) -> None:
+    """Time a cold docs build, an unchanged rebuild and a rebuild after editing one page."""
+    env = shared_env(session)
+    _run(session, env, "python", "-m", "hw2lib.bench_docs", *session.posargs)
 
 
 @nox.session(name="clean-env")
