@@ -136,12 +136,11 @@ check(
     bool((stats.next_input_before >= 0).all()),
 )
 check("with ReLU first, every former zero becomes a negative value", bool((spike < 0).all()))
-check_close(
-    "in channel 0, all former zeros land on −μ_B/σ_B",
-    channel0.numpy(),
-    np.full(channel0.shape, float(predicted)),
-    rtol=1e-4,
-)
+spread = float(channel0.max() - channel0.min())
+check("in channel 0, all former zeros land on one value", spread < 1e-6, f"spread {spread:.2g}")
+# BatchNorm computes its statistics in float32 with its own summation order,
+# so the value matches −μ_B/σ_B computed here to about four digits.
+check_close("that value is −μ_B/σ_B", float(channel0[0]), float(predicted), rtol=1e-3)
 
 # %% [markdown]
 # ## BatchNorm does not force zero mean and unit variance into the ReLU
