@@ -12,6 +12,7 @@ them.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 import os
@@ -56,6 +57,18 @@ def _git(*args: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return completed.stdout.strip()
+
+
+@functools.cache
+def git_state() -> tuple[str | None, bool | None]:
+    """Return the commit and whether the tree is dirty, read once per process.
+
+    A long run calls this at its start, so every results file names the code the
+    process loaded, even when commits land while it runs.
+    """
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain")
+    return commit, None if status is None else bool(status)
 
 
 def _cpu_model() -> str:
@@ -104,12 +117,11 @@ def provenance(
     import torch
     import torchvision
 
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain")
+    commit, dirty = git_state()
     return {
         "git_commit": commit,
         # Uncommitted changes anywhere in the working tree, or None outside git.
-        "git_dirty": None if status is None else bool(status),
+        "git_dirty": dirty,
         "hardware": hardware(device, num_threads),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
@@ -552,3 +564,37 @@ def show_experiment(
     _display_figure(summary["figure"])
     _display_markdown(f"*Provenance of the figure above.* {summary['provenance']}")
     return summary
+
+
+# -----------------------------------------------------------------------------
+# Sentences computed from the aggregated rows, for the prose of a page
+
+
+def describe_training(rows: Sequence[dict[str, Any]]) -> str:
+    """Describe the spread of final test accuracy across configurations against the seed noise."""
+    finished = [row for row in rows if row["seeds"] > 0]
+    if not finished:
+        return "Every run diverged, so there is no accuracy to compare."
+    best = max(finished, key=lambda row: row["test_accuracy"][0])
+    worst = min(finished, key=lambda row: row["test_accuracy"][0])
+    spread = (best["test_accuracy"][0] - worst["test_accuracy"][0]) * 100
+    noise = max(row["test_accuracy"][1] for row in finished) * 100
+    verdict = (
+        "larger than"
+        if spread > 2 * noise
+        else "within about twice"
+        if spread > noise
+        else "within"
+    )
+    return (
+        f"Mean final test accuracy runs from {worst['test_accuracy'][0] * 100:.1f}% "
+        f"({worst['label']}) to {best['test_accuracy'][0] * 100:.1f}% ({best['label']}), "
+        f"a spread of {spread:.1f} points. The largest standard deviation over seeds is "
+        f"{noise:.1f} points, so the spread is {verdict} the seed-to-seed noise."
+    )
+
+
+def loglog_slope(sizes: Sequence[float], times: Sequence[float]) -> float:
+    """Return the least-squares slope of log(time) against log(size)."""
+    slope, _ = np.polyfit(np.log(np.asarray(sizes, float)), np.log(np.asarray(times, float)), 1)
+    return float(slope)

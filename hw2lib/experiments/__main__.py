@@ -165,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         # Progress bars only on a terminal; a redirected log gets the per-epoch lines.
         progress=not args.quiet and sys.stderr.isatty(),
     )
-    results_io.append_log(args.out, f"start: {' '.join(sys.argv)}")
+    commit, dirty = results_io.git_state()
+    results_io.append_log(
+        args.out, f"start: {' '.join(sys.argv)} (commit {commit}, dirty={dirty})"
+    )
     try:
         for name in names:
             paths = run_experiment(name, options)

@@ -48,6 +48,7 @@ SMOKE: dict[str, Any] = {
         "rtol": 1e-6,  # stop when loss - floor <= rtol * floor
         "max_steps": 20_000,
         "lowrank_oversampling": 5,  # q = r + this, for torch.svd_lowrank
+        "lowrank_power_iterations": 2,  # niter of torch.svd_lowrank
     },
 }
 
@@ -84,6 +85,7 @@ CPU: dict[str, Any] = {
         "rtol": 1e-6,
         "max_steps": 20_000,
         "lowrank_oversampling": 5,
+        "lowrank_power_iterations": 2,
     },
 }
 
@@ -117,6 +119,7 @@ GPU: dict[str, Any] = {
         "rtol": 1e-6,
         "max_steps": 20_000,
         "lowrank_oversampling": 5,
+        "lowrank_power_iterations": 2,
     },
 }
 

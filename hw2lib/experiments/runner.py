@@ -394,7 +394,11 @@ def _run_e4(context: _Context) -> list[Path]:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             tick = time.perf_counter()
-            u, s, v = torch.svd_lowrank(on_device, q=rank + settings["lowrank_oversampling"], niter=2)
+            u, s, v = torch.svd_lowrank(
+                on_device,
+                q=rank + settings["lowrank_oversampling"],
+                niter=settings["lowrank_power_iterations"],
+            )
             approx = (u[:, :rank] * s[:rank]) @ v[:, :rank].T
             if device.type == "cuda":
                 torch.cuda.synchronize()
