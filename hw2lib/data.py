@@ -63,7 +63,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 VARIANT_OFFICIAL = "official"
 VARIANT_IMAGEFOLDER = "imagefolder"
 VARIANT_SYNTHETIC = "synthetic"
-# How figures name the data they were measured on. The ImageFolder label
+# Names that figures give the data they were measured on. The ImageFolder label
 # assumes the JPEG re-encoding, the only ImageFolder copy this project reads.
 VARIANT_LABELS = {
     VARIANT_OFFICIAL: "CIFAR-10 (official)",
@@ -115,7 +115,7 @@ class EmptySplitError(DatasetError):
 
 @dataclass(frozen=True)
 class DataSource:
-    """Where a CIFAR-10 copy lives and which layout it has."""
+    """Location and layout of a CIFAR-10 copy."""
 
     root: Path  # the folder holding the batches, or holding train/ and test/
     variant: str  # VARIANT_OFFICIAL or VARIANT_IMAGEFOLDER
@@ -521,8 +521,8 @@ class DeviceLoader:
     """Batches of one split that live on the training device.
 
     Each epoch draws its own generator from ``(seed, epoch)``, so the order and
-    augmentation of epoch ``k`` do not depend on how many epochs ran before:
-    a resumed run sees the same batches as an uninterrupted one.
+    augmentation of epoch ``k`` do not depend on how many epochs ran before.
+    A resumed run therefore gets the same batches as an uninterrupted one.
     """
 
     def __init__(

@@ -380,7 +380,7 @@ def provenance_text(results: Sequence[dict[str, Any]]) -> str:
 
 
 def produce_note(experiment: str) -> str:
-    """Return Markdown that says how to produce the results of ``experiment``."""
+    """Return Markdown with the commands that produce the results of ``experiment``."""
     return (
         f"No results for `{experiment}` are stored in docs/results/ yet, so this section "
         "shows none. Produce them on a GPU with\n\n"
@@ -524,7 +524,8 @@ def experiment_summary(
     results = load_results(results_dir, experiment=experiment, preset=chosen)
     if not results:
         return None
-    title = f"{EXPERIMENTS[experiment].title} ({results[0]['dataset']['label']}, preset {chosen})"
+    dataset = results[0]["dataset"]["label"]
+    title = f"{EXPERIMENTS[experiment].title} ({dataset}, preset {chosen})"
     if experiment in ("e1", "e2"):
         rows = aggregate_training(results)
         table, figure = training_table(rows), plot_training(results, title)

@@ -8,8 +8,8 @@
   the direction of each effect at a reduced scale, not the accuracies of a full run.
 * ``gpu``: full CIFAR-10 and ResNet-18 of width 64, the reference recipe.
   NOTE: this recipe targets more than 93% test accuracy on the official data
-  (batch 512, 35 epochs, label smoothing); it has not been run by this
-  project's own tests, which have no GPU.
+  (batch 512, 35 epochs, label smoothing). It has not been run yet, because
+  the machines this project was built on have no GPU.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ DEFAULT_CHECKPOINT_DIR = Path(".cache") / "checkpoints"
 
 @dataclass
 class RunOptions:
-    """Where the data, results and checkpoints are, and how to run."""
+    """Paths of the data, results and checkpoints, and the run settings."""
 
     preset: str = "smoke"
     data_dir: Path = Path("data")

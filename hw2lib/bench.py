@@ -1,0 +1,172 @@
+"""Speed benchmark: the trainer's on-device batches against a per-image DataLoader.
+
+Both ways train the same model (the CIFAR ResNet-18 of ``--width``) with the
+same optimizer, loss and batch size for the same number of steps, on an
+ImageFolder copy of CIFAR-10:
+
+1. :func:`hw2lib.training.train`: the split decoded once into a uint8 tensor
+   (read from the cache), batches cropped and flipped on the device.
+2. A plain loop over ``torch.utils.data.DataLoader`` on
+   ``torchvision.datasets.ImageFolder`` with per-image transforms (random crop
+   with 4-pixel padding, horizontal flip, ``ToTensor``, ``Normalize``), which
+   decodes every JPEG again in every epoch.
+
+It prints images per second for both and their ratio. It is a benchmark, not a
+test: the figures depend on the machine and on what else runs on it.
+
+    python -m hw2lib.bench --data-dir ../shared/data/cifar10-jpeg
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from hw2lib.data import CIFAR10_MEAN, CIFAR10_STD, DatasetError, load_split, locate
+from hw2lib.training import TrainConfig, build_model, build_optimizer, resolve_device, train
+
+
+def bench_trainer(config: TrainConfig, data_dir: Path, cache_dir: Path | None) -> dict[str, float]:
+    """Train ``config`` (one epoch of steps x batch images) with :func:`train`; return its speed."""
+    tick = time.perf_counter()
+    train_split = load_split(data_dir, "train", cache_dir=cache_dir)
+    test_split = load_split(data_dir, "test", cache_dir=cache_dir)
+    load_time = time.perf_counter() - tick
+    result = train(config, train_split, test_split, progress=False)
+    epoch = result.history[0]
+    return {
+        "images_per_s": epoch["images_per_s"],
+        "train_time_s": epoch["train_time_s"],
+        "load_time_s": load_time,
+        "from_cache": float(train_split.from_cache and test_split.from_cache),
+    }
+
+
+def bench_dataloader(
+    config: TrainConfig, data_dir: Path, steps: int, workers: int
+) -> dict[str, float]:
+    """Train the same model for ``steps`` steps from a per-image DataLoader; return its speed."""
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    device = resolve_device(config.device)
+    source = locate(data_dir)
+    transform = transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD),
+        ]
+    )
+    dataset = datasets.ImageFolder(str(source.root / "train"), transform=transform)
+    loader = DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    model = build_model(config).to(device)
+    optimizer = build_optimizer(model, config)
+    model.train()
+
+    tick = time.perf_counter()
+    done = 0
+    # Worker start-up is inside the timed region, as it is in every epoch of a
+    # training run that does not keep its workers.
+    for images, labels in loader:
+        images, labels = images.to(device), labels.to(device)
+        loss = F.cross_entropy(model(images), labels, label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        done += 1
+        if done == steps:
+            break
+    elapsed = time.perf_counter() - tick
+    return {"images_per_s": done * config.batch_size / elapsed, "train_time_s": elapsed}
+
+
+def main(argv: list[str] | None = None) -> int:
+    summary = __doc__.split("\n\n")[0]
+    parser = argparse.ArgumentParser(prog="python -m hw2lib.bench", description=summary)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("../shared/data/cifar10-jpeg"),
+        help="ImageFolder copy of CIFAR-10 with train/<class>/ folders "
+        "(default: ../shared/data/cifar10-jpeg)",
+    )
+    parser.add_argument("--steps", type=int, default=40, help="optimizer steps per way (default: 40)")
+    parser.add_argument(
+        "--batch-size", type=int, default=128, help="images per step (default: 128)"
+    )
+    parser.add_argument(
+        "--width", type=int, default=16, help="channels of the first ResNet stage (default: 16)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="DataLoader worker processes for the per-image way (default: 2)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: all cores)"
+    )
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="decoded-dataset cache folder")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    config = TrainConfig(
+        epochs=1,
+        batch_size=args.batch_size,
+        lr=0.05,
+        warmup_epochs=0.0,
+        width=args.width,
+        train_size=args.steps * args.batch_size,
+        test_size=100,
+        eval_batch_size=100,
+        device=args.device,
+        num_threads=threads,
+        compile=False,
+    )
+    try:
+        trainer = bench_trainer(config, args.data_dir, args.cache_dir)
+        baseline = bench_dataloader(config, args.data_dir, args.steps, args.workers)
+    except DatasetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    print(
+        f"model: CIFAR ResNet-18, width {args.width}; batch {args.batch_size}; {args.steps} steps; "
+        f"device {args.device}, {threads} torch threads"
+    )
+    print(
+        f"trainer (uint8 tensors on the device, batched crop+flip): "
+        f"{trainer['images_per_s']:8.1f} images/s  ({trainer['train_time_s']:.1f} s; "
+        f"one-time dataset load {trainer['load_time_s']:.2f} s"
+        f"{' from the cache' if trainer['from_cache'] else ', decoded'})"
+    )
+    print(
+        f"DataLoader, ImageFolder, per-image transforms, {args.workers} workers: "
+        f"{baseline['images_per_s']:8.1f} images/s  ({baseline['train_time_s']:.1f} s)"
+    )
+    print(f"ratio trainer / DataLoader: {trainer['images_per_s'] / baseline['images_per_s']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
