@@ -15,6 +15,8 @@ resumed run ends with the same metrics as an uninterrupted one, because
 On CUDA the run uses bfloat16 autocast, channels-last tensors and
 ``torch.compile`` (falling back to eager mode with a logged warning when the
 compiler fails). On the CPU it runs in float32 with an explicit thread count.
+NOTE: the CUDA path has not been run yet, because the machines this project
+was developed on have no GPU; the tests cover the CPU path only.
 
 A loss that is not finite stops the run. The result records the run as
 diverged with the step, and its metrics are never plotted as a result.
@@ -229,8 +231,9 @@ def evaluate(
     ``mode="eval"`` uses BatchNorm's running statistics. ``mode="train"``
     normalizes every batch with its own statistics, as during training; it runs
     on a copy of the model so the running statistics of ``model`` stay as they
-    are.
+    are. ``model`` ends in the mode it was in before the call.
     """
+    was_training = model.training
     if mode == "eval":
         target = model
         target.eval()
@@ -252,7 +255,7 @@ def evaluate(
         total_loss += F.cross_entropy(logits.float(), labels, reduction="sum").double()
         correct += (logits.argmax(1) == labels).sum()
         count += len(labels)
-    model.train()
+    model.train(was_training)
     return {"loss": total_loss.item() / count, "accuracy": correct.item() / count}
 
 

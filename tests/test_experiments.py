@@ -103,9 +103,11 @@ def test_e3_result_covers_modes_and_orders(smoke: Path) -> None:
         for batch_size in (1, 16, 256):
             assert (mode, "shuffled", batch_size) in keys
         assert (mode, "class-sorted", 256) in keys
-    # With running statistics the batch size cannot change the predictions.
-    eval_rows = [r for r in result["evaluations"] if r["mode"] == "eval"]
-    assert len({round(r["accuracy"], 9) for r in eval_rows}) == 1
+    # With running statistics only floating-point ties can change a prediction
+    # between batch sizes, so the accuracies agree to within one image.
+    eval_accuracies = [r["accuracy"] for r in result["evaluations"] if r["mode"] == "eval"]
+    images = result["dataset"]["test_images"]
+    assert max(eval_accuracies) - min(eval_accuracies) <= 1 / images + 1e-12
 
 
 def test_e4_matches_library_descent(smoke: Path) -> None:

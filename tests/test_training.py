@@ -147,6 +147,10 @@ def test_eval_in_train_mode_keeps_running_stats(splits) -> None:
     running_stats = training.evaluate(model, loader, mode="eval")
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+    assert model.training  # evaluate() restores the mode the model was in
+    model.eval()
+    training.evaluate(model, loader, mode="train")
+    assert not model.training
     assert 0.0 <= batch_stats["accuracy"] <= 1.0
     assert batch_stats != running_stats
 

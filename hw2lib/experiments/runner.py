@@ -317,9 +317,10 @@ def _run_e3(context: _Context) -> list[Path]:
 def noisy_low_rank_matrix(size: int, rank: int, seed: int, noise: float = 0.3) -> torch.Tensor:
     """Build a float64 ``size`` x ``size`` matrix: a rank-``rank`` signal plus Gaussian noise.
 
-    The signal's singular values run linearly from 2 to 1 times sqrt(m) + sqrt(n),
-    the scale of the noise's largest singular value divided by ``noise``, so the
-    gap between sigma_r and sigma_(r+1) stays about the same at every size.
+    The signal's singular values run linearly from 2(sqrt(m) + sqrt(n)) down to
+    sqrt(m) + sqrt(n). The largest singular value of the noise is close to
+    ``noise`` * (sqrt(m) + sqrt(n)) for Gaussian entries, so the ratio
+    sigma_r / sigma_(r+1) is about the same at every size.
     """
     generator = torch.Generator().manual_seed(seed)
     left = torch.linalg.qr(torch.randn(size, rank, generator=generator, dtype=torch.float64)).Q
