@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import io
 import json
 import math
 import os
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 SCHEMA_VERSION = 1
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -402,14 +404,13 @@ def _band(ax: Any, x: np.ndarray, runs: np.ndarray, label: str) -> None:
     ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
 
 
-def plot_training(results: Sequence[dict[str, Any]], title: str) -> Any:
+def plot_training(results: Sequence[dict[str, Any]], title: str) -> Figure:
     """Plot test accuracy and training loss per epoch, mean ± std over seeds.
 
     Diverged runs are left out of the figure.
     """
-    import matplotlib.pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    figure = Figure(figsize=(10, 3.8))
+    left, right = figure.subplots(1, 2)
     for configuration, runs in _ordered(results).items():
         finished = [r for r in runs if r["status"] == "ok"]
         if not finished:
@@ -420,6 +421,8 @@ def plot_training(results: Sequence[dict[str, Any]], title: str) -> Any:
         loss = np.array([[row["train_loss"] for row in r["epochs"]] for r in finished])
         _band(left, epochs, accuracy, label)
         _band(right, epochs, loss, label)
+    for axis in (left, right):
+        axis.xaxis.get_major_locator().set_params(integer=True)
     left.set(xlabel="epoch", ylabel="test accuracy (%)")
     right.set(xlabel="epoch", ylabel="training loss (with label smoothing)")
     left.legend(fontsize="small")
@@ -428,11 +431,10 @@ def plot_training(results: Sequence[dict[str, Any]], title: str) -> Any:
     return figure
 
 
-def plot_e3(rows: Sequence[dict[str, Any]], title: str) -> Any:
+def plot_e3(rows: Sequence[dict[str, Any]], title: str) -> Figure:
     """Bar chart of E3: test accuracy per BatchNorm mode, batch order and batch size."""
-    import matplotlib.pyplot as plt
-
-    figure, ax = plt.subplots(figsize=(8, 3.8))
+    figure = Figure(figsize=(8, 3.8))
+    ax = figure.subplots()
     labels = [f"{r['order']}\nbatch {r['batch_size']}" for r in rows if r["mode"] == "eval"]
     for offset, mode in ((-0.2, "eval"), (0.2, "train")):
         selected = [r for r in rows if r["mode"] == mode]
@@ -448,11 +450,10 @@ def plot_e3(rows: Sequence[dict[str, Any]], title: str) -> Any:
     return figure
 
 
-def plot_e4(rows: Sequence[dict[str, Any]], title: str) -> Any:
+def plot_e4(rows: Sequence[dict[str, Any]], title: str) -> Figure:
     """Log-log plot of E4: time of gradient descent and of the two SVDs against matrix size."""
-    import matplotlib.pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    figure = Figure(figsize=(10, 3.8))
+    left, right = figure.subplots(1, 2)
     sizes = np.array([r["size"] for r in rows])
     for key, label in (
         ("gd_time_s", "gradient descent to tolerance"),
@@ -492,18 +493,19 @@ def _display_markdown(text: str) -> None:
         display(Markdown(text))
 
 
-def _display_figure(figure: Any) -> None:
-    import matplotlib.pyplot as plt
-
+def _display_figure(figure: Figure) -> None:
+    # A PNG rendered here shows the same under every matplotlib backend,
+    # including the Agg backend that the docs build sets.
     try:
         from IPython import get_ipython
-        from IPython.display import display
+        from IPython.display import Image, display
     except ImportError:
-        plt.close(figure)
         return
-    if get_ipython() is not None:
-        display(figure)
-    plt.close(figure)
+    if get_ipython() is None:
+        return
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    display(Image(data=buffer.getvalue(), format="png"))
 
 
 def experiment_summary(

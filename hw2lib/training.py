@@ -39,7 +39,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from hw2lib.data import DeviceLoader, Split, balanced_subset, normalize
 
