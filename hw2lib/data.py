@@ -421,6 +421,13 @@ def load_split(
             and cached.get("fingerprint") == fingerprint
             and cached.get("num_classes") == num_classes
         ):
+            logger.info(
+                "loaded the %s split of %s (%s) from the cache %s",
+                split,
+                source.label,
+                source.root,
+                path,
+            )
             return Split(cached["images"], cached["labels"], source, split, from_cache=True)
         logger.info("cache file %s is out of date; rebuilding it", path)
 
