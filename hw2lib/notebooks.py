@@ -27,7 +27,9 @@ tree executes nothing.
 NOTE: only reads made through Python's ``open``/``io.open_code``/``os.open``
 and listings made through ``os.listdir``/``os.scandir`` raise the audit
 events that the tracker sees. A C extension that opens a project file by
-itself would go unnoticed; no page does that today.
+itself would go unnoticed. Listings of folders on ``sys.path`` (the project
+folder included) are never inputs, because the import machinery makes them
+on every import.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 # Bumped when the way outputs are produced changes without any input changing.
-CACHE_FORMAT = "2"
+CACHE_FORMAT = "3"
 
 KEY_PACKAGES = (
     "torch",
@@ -81,9 +83,12 @@ CELL_MARKER = re.compile(r"^# %%")
 # function, so the page's namespace gets no names from it.
 KERNEL_TRACKER = '''\
 def _hw2lib_track_inputs():
+    import importlib
     import os
     import sys
     import types
+
+    importlib_dir = os.path.dirname(importlib.__file__) + os.sep
 
     state = types.ModuleType("_hw2lib_inputs")
     state.reads = set()
@@ -103,11 +108,22 @@ def _hw2lib_track_inputs():
             target = state.writes if writing else state.reads
             target.add(os.path.abspath(os.fsdecode(path)))
         elif event in ("os.listdir", "os.scandir"):
+            # The import system and importlib.metadata list the folders on
+            # sys.path (the project folder among them) to find modules and
+            # package metadata. Those listings are not the page's inputs; the
+            # imported modules are recorded instead.
+            caller = sys._getframe(1).f_code.co_filename
+            if caller.startswith("<frozen importlib") or caller.startswith(importlib_dir):
+                return
             path = args[0]
             if path is None:
                 path = "."
-            if isinstance(path, (str, bytes)):
-                state.listings.add(os.path.abspath(os.fsdecode(path)))
+            if not isinstance(path, (str, bytes)):
+                return
+            path = os.path.abspath(os.fsdecode(path))
+            if path in {os.path.abspath(entry) for entry in sys.path if isinstance(entry, str)}:
+                return
+            state.listings.add(path)
 
     sys.modules["_hw2lib_inputs"] = state
     sys.addaudithook(audit)
@@ -117,7 +133,7 @@ _hw2lib_track_inputs()
 del _hw2lib_track_inputs
 '''
 
-# Appended as the last cell and removed from the executed notebook; writes
+# Appended as the last cell and removed from the executed notebook. It writes
 # what the tracker saw, plus the imported modules' files, to a JSON file.
 KERNEL_REPORT = '''\
 def _hw2lib_report_inputs(destination):
@@ -158,7 +174,7 @@ class NotebookExecutionError(RuntimeError):
 
 @dataclass(frozen=True)
 class PageResult:
-    """What happened to one page: where its executed notebook is, whether it ran and why."""
+    """Outcome of one page in a build: its executed notebook, whether it ran, and why."""
 
     source: Path
     executed: Path

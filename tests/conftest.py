@@ -115,16 +115,50 @@ def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return site
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+class _SiteHandler(http.server.SimpleHTTPRequestHandler):
+    """Serve a built site; optionally rewrite sitemap.xml to the local address.
+
+    Material's instant navigation (9.8) intercepts only links whose URL is
+    in sitemap.xml, with the scheme and host replaced by the current ones but
+    the port and path kept. MkDocs writes the published ``site_url`` there,
+    so a site served on another port and path would reload on every click.
+    """
+
+    published_url: str | None = None
+
+    def do_GET(self) -> None:
+        if self.published_url and self.path.split("?")[0] == "/sitemap.xml":
+            local_url = f"http://{self.server.server_address[0]}:{self.server.server_address[1]}/"
+            text = (Path(self.directory) / "sitemap.xml").read_text(encoding="utf-8")
+            body = text.replace(self.published_url, local_url).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        super().do_GET()
+
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (name fixed by the base class)
         pass
 
 
+class _LoopbackServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # A browser that closes a connection mid-response (navigating away,
+        # closing a context) is normal here and not worth a traceback.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+
 @contextlib.contextmanager
 def serve_directory(directory: Path) -> Iterator[str]:
-    """Serve ``directory`` over HTTP on 127.0.0.1 (a free port) and yield its base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    """Serve a built site over HTTP on 127.0.0.1 (a free port) and yield its base URL."""
+    published_url = load_config().get("site_url")
+    handler_class = type("Handler", (_SiteHandler,), {"published_url": published_url})
+    handler = functools.partial(handler_class, directory=str(directory))
+    server = _LoopbackServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -100,6 +100,15 @@ def test_unchanged_tree_executes_nothing(project: Path) -> None:
     assert "the answer is 41" in _page_text(project / "site", "value")
 
 
+def test_unrelated_new_files_execute_nothing(project: Path) -> None:
+    # Imports list the project folder, but a new file there, or a new module
+    # that no page imports, is not an input of any page.
+    (project / "notes.txt").write_text("not read by any page\n")
+    (project / "cachetoy_unused.py").write_text("UNUSED = True\n")
+    report = _build(project)
+    assert report["executed"] == {}
+
+
 def test_changed_function_reexecutes_its_page(project: Path) -> None:
     (project / f"{MODULE}.py").write_text("def answer():\n    return 42\n")
     report = _build(project)
