@@ -6,12 +6,13 @@
 // * .jp-MarkdownOutput: notebook markdown cells (and text/markdown outputs),
 //   whose $...$ nbconvert leaves untouched;
 // * .jp-RenderedLatex: text/latex outputs such as SymPy expressions;
+// * .build-check: "Checked at build" notes, whose claims may contain TeX;
 // * .md-ellipsis: navigation and table-of-contents titles, where a heading's
 //   math lands.
 // MathJax skips an element whose class matches ignoreHtmlClass unless the
 // class also matches processHtmlClass, and an element without a class
 // inherits its parent's choice. ".+" therefore ignores every classed element
-// outside those four, while the unclassed paragraphs, lists and tables inside
+// outside those five, while the unclassed paragraphs, lists and tables inside
 // a markdown cell are searched. Code, <pre> outputs and the rest of the page
 // keep their dollar signs.
 //
@@ -28,7 +29,7 @@ window.MathJax = {
   },
   options: {
     ignoreHtmlClass: ".+",
-    processHtmlClass: "arithmatex|jp-MarkdownOutput|jp-RenderedLatex|md-ellipsis",
+    processHtmlClass: "arithmatex|jp-MarkdownOutput|jp-RenderedLatex|build-check|md-ellipsis",
   },
   startup: {
     pageReady() {
