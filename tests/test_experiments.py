@@ -267,3 +267,25 @@ def test_cli_list_and_help(tmp_path: Path) -> None:
     assert help_text.returncode == 0
     assert "163 MB" in help_text.stdout
     assert "--seeds" in help_text.stdout
+
+
+# -----------------------------------------------------------------------------
+# The experiments page
+
+
+@pytest.mark.parametrize("stored", ["none", "smoke"])
+def test_page_runs_with_and_without_results(
+    smoke: Path, tmp_path: Path, monkeypatch, capsys, stored: str
+) -> None:
+    import runpy
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "experiments.py"
+    monkeypatch.setattr(results, "RESULTS_DIR", smoke if stored == "smoke" else tmp_path)
+    runpy.run_path(str(page), run_name="experiments_page")
+    text = capsys.readouterr().out
+    if stored == "none":
+        for name in EXPERIMENTS:
+            assert f"nox -s experiments -- run {name} --preset gpu" in text
+    else:
+        assert "nox -s experiments -- run" not in text
+        assert "Preset `smoke`" in text
