@@ -177,7 +177,7 @@ def on_page_content(html_text: str, page: Page, config: MkDocsConfig, files: Fil
         html_text = _transform_html(html_text, page, files)
     if type(page.file).__name__ == "NotebookFile":
         page.notebook_links = _notebook_links(page, config)  # type: ignore[attr-defined]
-        _replace_title_with_math(page)
+    _replace_title_with_math(page)
     return html_text
 
 
@@ -278,9 +278,10 @@ def _notebook_links(page: Page, config: MkDocsConfig) -> dict[str, str]:
 def _replace_title_with_math(page: Page) -> None:
     """Keep TeX out of the window title and the navigation, which MathJax does not typeset.
 
-    mkdocs-jupyter titles a page with its notebook's first heading. When that
-    heading contains math, the page takes its title from mkdocs.yml's nav, or
-    else the heading with the math delimiters and backslashes removed.
+    mkdocs-jupyter titles a page with its notebook's first heading, and MkDocs
+    titles a Markdown page without a nav title with its first heading. When
+    that heading contains math, the page takes its title from mkdocs.yml's
+    nav, or else the heading with the math delimiters and backslashes removed.
     """
     title = page.title or ""
     if "$" not in title and "\\(" not in title:

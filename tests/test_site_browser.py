@@ -167,6 +167,26 @@ CODE_CELLS_JS = """
 """
 
 
+# Code blocks without a copy button: Material (9.8) adds a button with
+# data-md-type="copy" (.md-clipboard in older releases) to Markdown
+# code blocks, mkdocs-jupyter adds <clipboard-copy> to notebook code cells.
+CODE_WITHOUT_COPY_JS = """
+() => {
+  const missing = [];
+  for (const block of document.querySelectorAll(".md-content pre > code")) {
+    const pre = block.parentElement;
+    if (pre.closest(".jp-OutputArea")) continue;
+    const notebookCell = pre.closest(".jp-CodeCell");
+    const copy = notebookCell
+      ? notebookCell.querySelector("clipboard-copy")
+      : pre.querySelector("[data-md-type=copy], .md-clipboard");
+    if (!copy) missing.push(block.textContent.slice(0, 60));
+  }
+  return missing;
+}
+"""
+
+
 def _expects_math(html: str) -> bool:
     """Tell whether a page's static HTML contains TeX in the elements MathJax typesets."""
     soup = BeautifulSoup(html, "html.parser")
@@ -209,7 +229,9 @@ def test_page_in_light_palette(browser, built_site: Path, site_url: str, path: s
         assert undefined_refs == [], "\\eqref to an undefined \\label"
         assert "$" not in page.title(), "TeX in the window title"
 
-        if ".jupyter-wrapper" in html or "jupyter-wrapper" in html:
+        assert page.evaluate(CODE_WITHOUT_COPY_JS) == [], "code blocks without a copy button"
+
+        if "jupyter-wrapper" in html:
             _check_notebook_page(page, built_site, path)
     finally:
         context.close()
