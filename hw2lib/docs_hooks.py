@@ -70,6 +70,12 @@ NO_CITATION_PARENTS = {"code", "pre", "script", "style", "a", "textarea", "kbd",
 
 INLINE_MATH = re.compile(r"\$+([^$]*)\$+|\\\((.*?)\\\)")
 
+# TeX equation labels and references. MathJax resolves them within one page,
+# so every \eqref or \ref on a page needs a \label on the same page.
+TEX_LABEL = re.compile(r"\\label\{([^}]*)\}")
+TEX_REFERENCE = re.compile(r"\\(?:eq)?ref\{([^}]*)\}")
+CODE_ELEMENT = re.compile(r"<(pre|code|script|style)\b.*?</\1>", re.S | re.I)
+
 _state: dict[str, object] = {}
 
 
@@ -173,12 +179,32 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
 
 def on_page_content(html_text: str, page: Page, config: MkDocsConfig, files: Files) -> str:
     html_text = NOTEBOOK_MATHJAX.sub("", html_text)
+    _check_equation_labels(html_text, f"docs/{page.file.src_uri}")
     if references.CITATION.search(html_text) or "celltag_solution" in html_text:
         html_text = _transform_html(html_text, page, files)
     if type(page.file).__name__ == "NotebookFile":
         page.notebook_links = _notebook_links(page, config)  # type: ignore[attr-defined]
     _replace_title_with_math(page)
     return html_text
+
+
+def _check_equation_labels(html_text: str, page_name: str) -> None:
+    """Fail the build on a duplicate ``\\label`` or an ``\\eqref`` without a ``\\label`` on the page.
+
+    MathJax would render the first as an error and the second as "(???)".
+    Code, preformatted outputs and scripts are not searched.
+    """
+    text = CODE_ELEMENT.sub(" ", html_text)
+    labels = TEX_LABEL.findall(text)
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise PluginError(f"{page_name}: equation labels defined more than once: {duplicates}")
+    undefined = sorted(set(TEX_REFERENCE.findall(text)) - set(labels))
+    if undefined:
+        raise PluginError(
+            f"{page_name}: \\eqref or \\ref to labels not defined on this page: {undefined}. "
+            "Add \\label{...} to the equation, or fix the name."
+        )
 
 
 def _transform_html(html_text: str, page: Page, files: Files) -> str:

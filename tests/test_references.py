@@ -1,4 +1,4 @@
-"""Citations, the reference list and folded solutions, from the parser up to a real build."""
+"""Citations, the reference list, equation labels and folded solutions, up to a real build."""
 
 from __future__ import annotations
 
@@ -192,3 +192,26 @@ def test_unknown_key_fails_build(tmp_path: Path, page_name: str, text: str) -> N
     assert completed.returncode != 0, output
     assert "nosuch2020" in output
     assert f"docs/{page_name}" in output
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("$$x \\label{eq:a}$$\n\nSee $\\eqref{eq:b}$.\n", "['eq:b']"),
+        ("$$x \\label{eq:a}$$\n\n$$y \\label{eq:a}$$\n", "defined more than once: ['eq:a']"),
+    ],
+    ids=["undefined", "duplicate"],
+)
+def test_bad_equation_label_fails_build(tmp_path: Path, text: str, message: str) -> None:
+    project = make_project(tmp_path, {"index.md": "# Home\n\n" + text})
+    completed = run_build(project)
+    output = completed.stdout + completed.stderr
+    assert completed.returncode != 0, output
+    assert message in output
+    assert "docs/index.md" in output
+
+
+def test_eqref_in_code_is_ignored(tmp_path: Path) -> None:
+    text = "# Home\n\nWrite `\\eqref{eq:name}` to cite an equation.\n"
+    completed = run_build(make_project(tmp_path, {"index.md": text}))
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]

@@ -42,6 +42,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # Containers often mount a 64 MB /dev/shm, too small for long pages.
+    "--disable-dev-shm-usage",
 ]
 ARTIFACTS = ROOT / "test-artifacts"
 VIEWPORT = {"width": 1280, "height": 900}
