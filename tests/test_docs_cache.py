@@ -1,9 +1,9 @@
 """The execution cache re-executes exactly the pages whose inputs changed.
 
-Each test builds a small project for real (mkdocs build with the repository's
-hook) whose pages import a throwaway module from the project folder or read a
-data file, then changes one input and checks which pages the next build
-executed (from the hook's report) and what the rebuilt site shows.
+Each test builds a small project for real, with the repository's hook. Its
+pages import a throwaway module from the project folder or read a data file.
+The test changes one input, builds again, and checks which pages the hook's
+report says were executed and what the rebuilt site shows.
 """
 
 from __future__ import annotations
