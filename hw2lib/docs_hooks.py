@@ -16,7 +16,7 @@ mkdocs-jupyter, configured with ``execute: false``, only renders it.
   ``<details class="solution">`` block;
 * gives notebook pages the links that the theme override
   (``hw2lib/theme_overrides/main.html``) shows: download the executed
-  notebook, and open it in Colab.
+  notebook, and open it in Colab (a copy that first installs hw2lib).
 
 Every build writes ``.cache/executed/last-build.json``, which lists the pages
 it executed and why; the cache tests and the benchmark read it.
@@ -63,6 +63,8 @@ BIBLIOGRAPHY_MARKER = "<!-- bibliography -->"
 # site/, executed notebooks included, to this branch; mkdocs.yml can name
 # another with ``extra: {colab_branch: ...}``.
 DEFAULT_COLAB_BRANCH = "gh-pages"
+# The Colab copy of a page's notebook, written beside the downloadable one.
+COLAB_SUFFIX = ".colab.ipynb"
 GITHUB_REPO = re.compile(r"^https://github\.com/([^/]+)/([^/]+?)(?:\.git)?/?$")
 
 # Elements whose text is never scanned for citations.
@@ -288,6 +290,7 @@ def _notebook_links(page: Page, config: MkDocsConfig) -> dict[str, str]:
 
     mkdocs-jupyter's ``include_source`` copies the executed notebook into the
     folder of the page's ``index.html`` under the source's file name.
+    :func:`on_post_page` writes the Colab copy (:data:`COLAB_SUFFIX`) beside it.
     """
     notebook_name = Path(page.file.abs_src_path).name
     links = {"download": notebook_name, "name": notebook_name}
@@ -296,9 +299,43 @@ def _notebook_links(page: Page, config: MkDocsConfig) -> dict[str, str]:
         owner, repo = match.groups()
         branch = (config.extra or {}).get("colab_branch", DEFAULT_COLAB_BRANCH)
         folder = PurePosixPath(page.file.dest_uri).parent
-        path = (folder / notebook_name).as_posix()
+        path = (folder / _colab_name(notebook_name)).as_posix()
         links["colab"] = f"https://colab.research.google.com/github/{owner}/{repo}/blob/{branch}/{path}"
+        links["install"] = f"hw2lib @ git+https://github.com/{owner}/{repo}"
     return links
+
+
+def _colab_name(notebook_name: str) -> str:
+    return notebook_name.removesuffix(".ipynb") + COLAB_SUFFIX
+
+
+def on_post_page(output: str, page: Page, config: MkDocsConfig) -> str:
+    links = getattr(page, "notebook_links", None)
+    if links and "colab" in links:
+        _write_colab_notebook(page, links["install"])
+    return output
+
+
+def _write_colab_notebook(page: Page, requirement: str) -> None:
+    """Write the executed notebook with a first cell that installs hw2lib, for Colab.
+
+    Colab runs a notebook on a fresh machine without this repository, so the
+    pages' ``import hw2lib`` would fail there. The downloadable notebook stays
+    as executed; only this copy gets the install cell.
+    """
+    import nbformat
+
+    notebook = nbformat.read(page.file.abs_src_path, as_version=4)
+    setup = nbformat.v4.new_code_cell(
+        "# Colab starts without hw2lib, the library these pages import; this installs it\n"
+        "# from the chapter's repository.\n"
+        f'%pip install --quiet "{requirement}"'
+    )
+    setup.metadata["tags"] = ["colab-setup"]
+    notebook.cells.insert(0, setup)
+    destination = Path(page.file.abs_dest_path).parent / _colab_name(Path(page.file.abs_src_path).name)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, str(destination))
 
 
 def _replace_title_with_math(page: Page) -> None:

@@ -8,13 +8,14 @@ report says were executed and what the rebuilt site shows.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import NOTEBOOK_HEADER, build_report, make_project, run_build
+from conftest import NOTEBOOK_HEADER, build_report, load_config, make_project, run_build
 
 MODULE = "cachetoy_values"
 
@@ -151,4 +152,9 @@ def test_executed_notebook_is_offered_for_download(project: Path) -> None:
     assert "_hw2lib_report_inputs" not in notebook.read_text(encoding="utf-8")
     html = (site / "value" / "index.html").read_text(encoding="utf-8")
     assert 'href="value.ipynb"' in html
-    assert "https://colab.research.google.com/github/" in html
+    repository = load_config()["repo_url"].removeprefix("https://github.com/").rstrip("/")
+    colab_url = f"https://colab.research.google.com/github/{repository}/blob/gh-pages/value/value.colab.ipynb"
+    assert colab_url in html
+    colab_copy = json.loads((site / "value" / "value.colab.ipynb").read_text(encoding="utf-8"))
+    install = "".join(colab_copy["cells"][0]["source"])
+    assert f'%pip install --quiet "hw2lib @ git+https://github.com/{repository}"' in install

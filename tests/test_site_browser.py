@@ -263,7 +263,13 @@ def _check_notebook_page(page, built_site: Path, path: str) -> None:
     if colab.count():
         colab_href = colab.get_attribute("href")
         assert colab_href.startswith("https://colab.research.google.com/github/")
-        assert colab_href.endswith(f"/blob/gh-pages/{path}{notebook_name}")
+        colab_name = notebook_name.removesuffix(".ipynb") + ".colab.ipynb"
+        assert colab_href.endswith(f"/blob/gh-pages/{path}{colab_name}")
+        colab_copy = page.request.get(url.rsplit("/", 1)[0] + "/" + colab_name)
+        assert colab_copy.status == 200, f"{colab_name} returned {colab_copy.status}"
+        first_cell = json.loads(colab_copy.text())["cells"][0]
+        assert "%pip install" in "".join(first_cell["source"])
+        assert len(json.loads(colab_copy.text())["cells"]) == len(notebook["cells"]) + 1
 
 
 @pytest.mark.parametrize("path", PAGES, ids=[_slug(path) for path in PAGES])
