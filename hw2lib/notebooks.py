@@ -399,8 +399,25 @@ def _write_atomically(path: Path, text: str) -> None:
     temporary.replace(path)
 
 
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+def kernel_environment(threads: int) -> dict[str, str]:
+    """Return the environment for a page's kernel.
+
+    Figures are part of a page's output, so the kernel always gets the inline
+    matplotlib backend, whatever ``MPLBACKEND`` the build runs under (the nox
+    sessions set ``Agg`` for the test suite). ``OMP_NUM_THREADS`` gives each
+    parallel kernel its share of the cores.
+    """
+    environment = dict(os.environ)
+    environment["MPLBACKEND"] = INLINE_BACKEND
+    environment["OMP_NUM_THREADS"] = str(threads)
+    return environment
+
+
 def execute_page(
-    page: Path, *, display_name: str, cwd: Path, timeout: int
+    page: Path, *, display_name: str, cwd: Path, timeout: int, threads: int = 1
 ) -> tuple[str, dict[str, list[str]]]:
     """Execute one page and return the executed ``.ipynb`` JSON text and the kernel's input report.
 
@@ -438,7 +455,7 @@ def execute_page(
         resources={"metadata": {"path": str(cwd)}},
     )
     try:
-        client.execute()
+        client.execute(env=kernel_environment(threads))
         report = json.loads(report_path.read_text(encoding="utf-8"))
     except (CellExecutionError, CellTimeoutError) as error:
         index = _failed_cell_index(notebook)
@@ -537,15 +554,13 @@ def execute_pages(
     # Each kernel gets an equal share of the cores, so parallel pages do not
     # oversubscribe the machine with torch's default of one thread per core.
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
 
     def run(plan: _Plan) -> tuple[Path, float]:
         started = time.perf_counter()
         name = plan.relative.as_posix()
         logger.info("Executing %s (%s)", name, plan.reason)
         text, report = execute_page(
-            plan.page, display_name=f"docs/{name}", cwd=cwd, timeout=timeout
+            plan.page, display_name=f"docs/{name}", cwd=cwd, timeout=timeout, threads=threads
         )
         inputs = collect_inputs(report, input_filter)
         manifest = build_manifest(
