@@ -371,8 +371,13 @@ def provenance_text(results: Sequence[dict[str, Any]]) -> str:
     wall = sum(r["provenance"]["wall_time_s"] for r in results)
     seeds = sorted({r["seed"] for r in results})
     dataset = first.get("dataset", {}).get("label", "no dataset")
+    scale = first["preset_description"]
+    if "measurements" in first:
+        # The preset description states the training scale, which E4 does not use.
+        sizes = sorted({r["measurements"]["size"] for r in results})
+        scale = f"matrix sizes {sizes[0]} to {sizes[-1]}, rank {first['config']['rank']}"
     return (
-        f"Data: {dataset}. Preset `{first['preset']}` ({first['preset_description']}); "
+        f"Data: {dataset}. Preset `{first['preset']}` ({scale}); "
         f"seeds {', '.join(map(str, seeds))}; {len(results)} result files. "
         f"Code: commit {', '.join(commits)}{' with uncommitted changes' if dirty else ''}. "
         f"Hardware: {machine}; torch {first['provenance']['torch']}. "
