@@ -116,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--workers",
-        type=int,
-        default=2,
-        help="DataLoader worker processes for the per-image way (default: 2)",
+        default="0,2",
+        help="comma-separated DataLoader worker counts to measure for the per-image way; "
+        "each count is one run (default: 0,2)",
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: all cores)"
@@ -127,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=None, help="decoded-dataset cache folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    try:
+        worker_counts = [int(part) for part in args.workers.split(",") if part.strip()]
+    except ValueError:
+        parser.error(f"--workers must be integers separated by commas, not {args.workers!r}")
 
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
@@ -145,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         trainer = bench_trainer(config, args.data_dir, args.cache_dir)
-        baseline = bench_dataloader(config, args.data_dir, args.steps, args.workers)
+        baselines = {
+            workers: bench_dataloader(config, args.data_dir, args.steps, workers)
+            for workers in worker_counts
+        }
     except DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -160,11 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         f"one-time dataset load {trainer['load_time_s']:.2f} s"
         f"{' from the cache' if trainer['from_cache'] else ', decoded'})"
     )
-    print(
-        f"DataLoader, ImageFolder, per-image transforms, {args.workers} workers: "
-        f"{baseline['images_per_s']:8.1f} images/s  ({baseline['train_time_s']:.1f} s)"
-    )
-    print(f"ratio trainer / DataLoader: {trainer['images_per_s'] / baseline['images_per_s']:.2f}x")
+    for workers, baseline in baselines.items():
+        ratio = trainer["images_per_s"] / baseline["images_per_s"]
+        print(
+            f"DataLoader, ImageFolder, per-image transforms, {workers} workers: "
+            f"{baseline['images_per_s']:8.1f} images/s  ({baseline['train_time_s']:.1f} s); "
+            f"trainer / DataLoader: {ratio:.2f}x"
+        )
     return 0
 
 
