@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 SCHEMA_VERSION = 1
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -469,13 +470,18 @@ def plot_e4(rows: Sequence[dict[str, Any]], title: str) -> Figure:
         means = np.array([r[key][0] for r in rows])
         stds = np.array([r[key][1] for r in rows])
         left.errorbar(sizes, means, yerr=stds, marker="o", capsize=3, label=label)
-    left.set(xscale="log", yscale="log", xlabel="m = n", ylabel="time (s)")
+    left.set(yscale="log", ylabel="time (s)")
     left.legend(fontsize="small")
     steps = np.array([r["gd_steps"][0] for r in rows])
     step_std = np.array([r["gd_steps"][1] for r in rows])
     right.errorbar(sizes, steps, yerr=step_std, marker="o", capsize=3)
-    right.set(xscale="log", xlabel="m = n", ylabel="gradient steps to tolerance")
+    right.set(ylabel="gradient steps to tolerance")
     right.set_ylim(bottom=0)
+    for axis in (left, right):
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(sizes, [str(size) for size in sizes])
+        axis.xaxis.set_minor_locator(NullLocator())
+        axis.set_xlabel("m = n")
     figure.suptitle(title)
     figure.tight_layout()
     return figure

@@ -370,6 +370,11 @@ def _run_e4(context: _Context) -> list[Path]:
     threads = context.options.num_threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     rank = settings["rank"]
+    # The first call of each routine pays one-time costs (library loading,
+    # workspace allocation) that would otherwise be timed with the smallest size.
+    warmup = noisy_low_rank_matrix(2 * rank + 8, rank, seed=0).to(device)
+    torch.svd_lowrank(warmup, q=rank + settings["lowrank_oversampling"], niter=1)
+    lowrank.best_rank_r(warmup.cpu(), rank)
     paths = []
     for size in settings["sizes"]:
         for seed in seeds:
