@@ -285,7 +285,7 @@ if e4 is not None:
 # seconds.
 #
 # A run keeps the results files that exist and resumes training from the last
-# epoch checkpoint, so an interrupted command can simply be started again;
+# epoch checkpoint, so an interrupted command can be started again as it was.
 # `--force` recomputes. `docs/results/runs.log` records every command and
 # every run.
 #
