@@ -99,7 +99,8 @@ def hardware(device: str | None = None, num_threads: int | None = None) -> dict[
     }
 
 
-def _command_line() -> str:
+def command_line() -> str:
+    """Return the command line of this process, naming a ``python -m`` package by its name."""
     program = Path(sys.argv[0]).name
     if program == "__main__.py":
         # python -m runs a package's __main__.py; name the package instead.
@@ -132,7 +133,7 @@ def provenance(
         "platform": platform.platform(),
         "started_at": started_at.astimezone(dt.UTC).isoformat(timespec="seconds"),
         "wall_time_s": wall_time_s,
-        "command": _command_line(),
+        "command": command_line(),
     }
 
 

@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted(PRESETS),
         default="smoke",
-        help="scale of the run: smoke (synthetic data, seconds), cpu (CIFAR-10 subset, about "
-        "25 min on 2 cores), gpu (full CIFAR-10); default: smoke",
+        help="scale of the run: smoke (synthetic data, seconds), cpu (CIFAR-10 subset; E1-E3 "
+        "took 27 min on 2 shared Xeon cores), gpu (full CIFAR-10); default: smoke",
     )
     run.add_argument(
         "--data-dir",
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     commit, dirty = results_io.git_state()
     results_io.append_log(
-        args.out, f"start: {' '.join(sys.argv)} (commit {commit}, dirty={dirty})"
+        args.out, f"start: {results_io.command_line()} (commit {commit}, dirty={dirty})"
     )
     try:
         for name in names:
