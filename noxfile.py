@@ -48,9 +48,7 @@ def shared_env(session: nox.Session) -> dict[str, str]:
     if not stamp.exists() or stamp.read_text().strip() != expected_hash:
         session.log("Installing hw2lib and its dependencies into the shared environment")
         session.run(str(python), "-m", "pip", "install", "--upgrade", "pip", external=True)
-        session.run(
-            str(python), "-m", "pip", "install", "-e", f".[{EXTRAS}]", external=True
-        )
+        session.run(str(python), "-m", "pip", "install", "-e", f".[{EXTRAS}]", external=True)
         tmp = stamp.with_suffix(".tmp")
         tmp.write_text(expected_hash + "\n")
         tmp.replace(stamp)
@@ -116,6 +114,14 @@ def bench_docs(session: nox.Session) -> None:
     """Time a cold docs build, an unchanged rebuild and a rebuild after editing one page."""
     env = shared_env(session)
     _run(session, env, "python", "-m", "hw2lib.bench_docs", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check formatting and lint rules with ruff (configured in pyproject.toml)."""
+    env = shared_env(session)
+    _run(session, env, "ruff", "format", "--check", "hw2lib", "tests", "docs", "noxfile.py")
+    _run(session, env, "ruff", "check", "hw2lib", "tests", "docs", "noxfile.py")
 
 
 @nox.session(name="clean-env")
