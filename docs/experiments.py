@@ -55,7 +55,9 @@ for name in EXPERIMENTS:
     count = len(results.load_results(experiment=name, preset=preset)) if preset else 0
     preset_text = f"`{preset}`: {PRESETS[preset]['description']}" if preset else "none yet"
     rows.append(f"| {name} | {count} | {preset_text} |")
-display(Markdown("| experiment | results files | preset shown |\n|---|---|---|\n" + "\n".join(rows)))
+display(
+    Markdown("| experiment | results files | preset shown |\n|---|---|---|\n" + "\n".join(rows))
+)
 
 # %% [markdown]
 # The presets differ in scale only. `gpu` is the full recipe. `cpu` is a
@@ -170,7 +172,9 @@ if e3 is not None:
         [accuracies[0]] * len(accuracies),
         atol=2 / test_images,
     )
-    train_rows = {(r["order"], r["batch_size"]): r["accuracy"][0] for r in e3["rows"] if r["mode"] == "train"}
+    train_rows = {
+        (r["order"], r["batch_size"]): r["accuracy"][0] for r in e3["rows"] if r["mode"] == "train"
+    }
     eval_accuracy = accuracies[0]
     lines = [
         f"* `train()` mode, {order} batches of {size}: {accuracy * 100:.1f}% "

@@ -107,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         help="ImageFolder copy of CIFAR-10 with train/<class>/ folders "
         "(default: ../shared/data/cifar10-jpeg)",
     )
-    parser.add_argument("--steps", type=int, default=40, help="optimizer steps per way (default: 40)")
+    parser.add_argument(
+        "--steps", type=int, default=40, help="optimizer steps per way (default: 40)"
+    )
     parser.add_argument(
         "--batch-size", type=int, default=128, help="images per step (default: 128)"
     )

@@ -408,7 +408,9 @@ class MomentumUpdate:
     predicted_var: Tensor
 
 
-def momentum_update(momentum: float = 0.1, *, channels: int = 5, batch: int = 12, seed: int = 0) -> MomentumUpdate:
+def momentum_update(
+    momentum: float = 0.1, *, channels: int = 5, batch: int = 12, seed: int = 0
+) -> MomentumUpdate:
     """Run one training-mode pass of BatchNorm1d from non-default running statistics."""
     generator = torch.Generator().manual_seed(seed)
     bn = nn.BatchNorm1d(channels, momentum=momentum).train()

@@ -470,9 +470,7 @@ def balanced_subset(labels: torch.Tensor, size: int | None, seed: int = 0) -> to
     return torch.cat(chosen).sort().values
 
 
-def synthetic_split(
-    size: int, num_classes: int = 10, seed: int = 0, split: str = "train"
-) -> Split:
+def synthetic_split(size: int, num_classes: int = 10, seed: int = 0, split: str = "train") -> Split:
     """Build a learnable stand-in for CIFAR-10 for smoke runs and tests.
 
     Each class is a fixed random colour pattern plus pixel noise, so a small

@@ -52,7 +52,9 @@ REPOSITORY_VENDOR_DIR = Path(__file__).resolve().parents[1] / ".cache" / "vendor
 
 # mkdocs-jupyter's template adds a MathJax 2 script to every notebook page.
 # The site loads MathJax 3 once for all pages, so that block is removed.
-NOTEBOOK_MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
+NOTEBOOK_MATHJAX = re.compile(
+    r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S
+)
 
 BIBLIOGRAPHY_FILE = "references.bib"
 REFERENCES_PAGE = "references.md"
@@ -244,7 +246,10 @@ def _link_citations(soup, page: Page, files: Files) -> None:
             try:
                 pieces.append(
                     references.format_citation(
-                        match.group(1), entries, href_for_key, page=page_name  # type: ignore[arg-type]
+                        match.group(1),
+                        entries,
+                        href_for_key,
+                        page=page_name,  # type: ignore[arg-type]
                     )
                 )
             except references.BibliographyError as error:
@@ -272,8 +277,10 @@ def _fold_solutions(soup) -> None:
         if not _is_solution_cell(cell):
             continue
         previous = cell.find_previous_sibling()
-        if previous is not None and previous.name == "details" and "solution" in previous.get(
-            "class", []
+        if (
+            previous is not None
+            and previous.name == "details"
+            and "solution" in previous.get("class", [])
         ):
             previous.append(cell.extract())
             continue
@@ -300,7 +307,9 @@ def _notebook_links(page: Page, config: MkDocsConfig) -> dict[str, str]:
         branch = (config.extra or {}).get("colab_branch", DEFAULT_COLAB_BRANCH)
         folder = PurePosixPath(page.file.dest_uri).parent
         path = (folder / _colab_name(notebook_name)).as_posix()
-        links["colab"] = f"https://colab.research.google.com/github/{owner}/{repo}/blob/{branch}/{path}"
+        links["colab"] = (
+            f"https://colab.research.google.com/github/{owner}/{repo}/blob/{branch}/{path}"
+        )
         links["install"] = f"hw2lib @ git+https://github.com/{owner}/{repo}"
     return links
 
@@ -333,7 +342,9 @@ def _write_colab_notebook(page: Page, requirement: str) -> None:
     )
     setup.metadata["tags"] = ["colab-setup"]
     notebook.cells.insert(0, setup)
-    destination = Path(page.file.abs_dest_path).parent / _colab_name(Path(page.file.abs_src_path).name)
+    destination = Path(page.file.abs_dest_path).parent / _colab_name(
+        Path(page.file.abs_src_path).name
+    )
     destination.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, str(destination))
 
@@ -388,8 +399,16 @@ def _mathjax_source(vendor_dir: Path) -> Path:
         )
     vendor_dir.mkdir(parents=True, exist_ok=True)
     logger.info("Installing mathjax@%s from the npm registry into %s", MATHJAX_VERSION, vendor_dir)
-    command = [npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(vendor_dir),
-               f"mathjax@{MATHJAX_VERSION}"]
+    command = [
+        npm,
+        "install",
+        "--no-save",
+        "--no-audit",
+        "--no-fund",
+        "--prefix",
+        str(vendor_dir),
+        f"mathjax@{MATHJAX_VERSION}",
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0 or _installed_mathjax(vendor_dir) is None:
         raise PluginError(

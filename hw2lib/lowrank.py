@@ -101,8 +101,7 @@ def _checked_rank(r: object, shape: tuple[int, int]) -> int:
     limit = min(shape)
     if not 0 <= r <= limit:
         raise ValueError(
-            f"rank r={r} is out of range for X of shape {shape}: "
-            f"pass 0 <= r <= min(m, n) = {limit}"
+            f"rank r={r} is out of range for X of shape {shape}: pass 0 <= r <= min(m, n) = {limit}"
         )
     return r
 
@@ -202,9 +201,7 @@ def factorization_loss(X: MatrixLike, A: MatrixLike, B: MatrixLike) -> float:
     return float(np.sum(residual**2))
 
 
-def random_factorization_losses(
-    X: MatrixLike, r: int, count: int, *, seed: int = 0
-) -> np.ndarray:
+def random_factorization_losses(X: MatrixLike, r: int, count: int, *, seed: int = 0) -> np.ndarray:
     """Return the losses of ``count`` random rank-r factorizations of X.
 
     Each A has standard normal entries, and B = argmin_B ‖X − AB‖_F is fitted
@@ -255,9 +252,7 @@ def matrix_with_singular_values(
             f"min(m, n) = {min(m, n)} values"
         )
     if not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise ValueError(
-            f"singular_values must be finite and >= 0, got {values.tolist()}"
-        )
+        raise ValueError(f"singular_values must be finite and >= 0, got {values.tolist()}")
     rng = np.random.default_rng(seed)
     k = values.size
     U, _ = np.linalg.qr(rng.standard_normal((m, k)))
@@ -297,8 +292,7 @@ def unpack(theta: np.ndarray, m: int, n: int, r: int) -> tuple[np.ndarray, np.nd
     theta = np.asarray(theta, dtype=np.float64)
     if theta.shape != (m * r + r * n,):
         raise ValueError(
-            f"theta has shape {theta.shape}; for m={m}, n={n}, r={r} it must be "
-            f"({m * r + r * n},)"
+            f"theta has shape {theta.shape}; for m={m}, n={n}, r={r} it must be ({m * r + r * n},)"
         )
     A = theta[: m * r].reshape((m, r), order="F")
     B = theta[m * r :].reshape((r, n), order="F")
@@ -635,37 +629,45 @@ def gradient_descent(
     step_size = _checked_positive(step_size, "step_size")
     if isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral) or max_steps < 0:
         raise ValueError(f"max_steps must be a non-negative integer, got {max_steps!r}")
-    if isinstance(rtol, bool) or not isinstance(rtol, numbers.Real) or not (
-        math.isfinite(rtol) and rtol >= 0
+    if (
+        isinstance(rtol, bool)
+        or not isinstance(rtol, numbers.Real)
+        or not (math.isfinite(rtol) and rtol >= 0)
     ):
         raise ValueError(f"rtol must be a finite number >= 0, got {rtol!r}")
-    if isinstance(atol, bool) or not isinstance(atol, numbers.Real) or not (
-        math.isfinite(atol) and atol >= 0
+    if (
+        isinstance(atol, bool)
+        or not isinstance(atol, numbers.Real)
+        or not (math.isfinite(atol) and atol >= 0)
     ):
         raise ValueError(f"atol must be a finite number >= 0, got {atol!r}")
     if target is not None:
-        if isinstance(target, bool) or not isinstance(target, numbers.Real) or not (
-            math.isfinite(target) and target >= 0
+        if (
+            isinstance(target, bool)
+            or not isinstance(target, numbers.Real)
+            or not (math.isfinite(target) and target >= 0)
         ):
             raise ValueError(f"target must be a finite number >= 0 or None, got {target!r}")
         target = float(target)
 
     if initial is None:
-        A, B = initial_factors(
-            x.shape, r, init_scale=init_scale, balanced=balanced_init, seed=seed
-        )
+        A, B = initial_factors(x.shape, r, init_scale=init_scale, balanced=balanced_init, seed=seed)
     else:
         _, A, B = _checked_factors(x, *initial)
         if A.shape[1] != r:
             raise ValueError(
-            f"initial factors have rank {A.shape[1]}, but r={r}: pass A0 with {r} columns "
-            f"and B0 with {r} rows"
-        )
+                f"initial factors have rank {A.shape[1]}, but r={r}: pass A0 with {r} columns "
+                f"and B0 with {r} rows"
+            )
     initial_A, initial_B = A.copy(), B.copy()
 
     logger.info(
         "gradient descent: X %s, r=%d, step_size=%.3g, max_steps=%d, target=%s",
-        x.shape, r, step_size, max_steps, target,
+        x.shape,
+        r,
+        step_size,
+        max_steps,
+        target,
     )
     losses = [float(np.sum((x - A @ B) ** 2))]
     stop_reason: Literal["target", "stalled", "max_steps"] = "max_steps"
@@ -696,7 +698,9 @@ def gradient_descent(
     history = np.array(losses)
     logger.info(
         "gradient descent stopped (%s) after %d steps at loss %.6g",
-        stop_reason, len(history) - 1, history[-1],
+        stop_reason,
+        len(history) - 1,
+        history[-1],
     )
     return DescentResult(
         A=A,

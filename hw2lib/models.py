@@ -24,9 +24,7 @@ NormLayer = Callable[[int], nn.Module]
 
 def _check_norm_position(norm_position: str) -> None:
     if norm_position not in NORM_POSITIONS:
-        raise ValueError(
-            f"norm_position must be one of {NORM_POSITIONS}, got {norm_position!r}"
-        )
+        raise ValueError(f"norm_position must be one of {NORM_POSITIONS}, got {norm_position!r}")
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -271,4 +269,3 @@ class TinyTransformerBlock(nn.Module):
         x = x + self.layer_scale1 * self.attn(h, h, h, need_weights=False)[0]
         x = x + self.layer_scale2 * self.mlp(self.norm2(x))
         return self.head(self.norm_out(x).mean(dim=1))
-

@@ -81,7 +81,7 @@ CELL_MARKER = re.compile(r"^# %%")
 # Runs in the page's kernel before the first cell (IPython's exec_files), so
 # it is not a cell and takes no execution count. Everything lives inside a
 # function, so the page's namespace gets no names from it.
-KERNEL_TRACKER = '''\
+KERNEL_TRACKER = """\
 def _hw2lib_track_inputs():
     import importlib
     import os
@@ -131,11 +131,11 @@ def _hw2lib_track_inputs():
 
 _hw2lib_track_inputs()
 del _hw2lib_track_inputs
-'''
+"""
 
 # Appended as the last cell and removed from the executed notebook. It writes
 # what the tracker saw, plus the imported modules' files, to a JSON file.
-KERNEL_REPORT = '''\
+KERNEL_REPORT = """\
 def _hw2lib_report_inputs(destination):
     import json
     import sys
@@ -158,7 +158,7 @@ def _hw2lib_report_inputs(destination):
 
 _hw2lib_report_inputs(DESTINATION)
 del _hw2lib_report_inputs
-'''
+"""
 
 
 class NotebookExecutionError(RuntimeError):

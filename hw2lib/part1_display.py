@@ -42,11 +42,15 @@ def html_table(
     rows = [list(row) for row in rows]
     if numeric is None:
         first = rows[0] if rows else [""] * len(headers)
-        numeric = [isinstance(value, (int, float)) and not isinstance(value, bool) for value in first]
+        numeric = [
+            isinstance(value, (int, float)) and not isinstance(value, bool) for value in first
+        ]
     bold = set(bold_rows)
 
     def cell(value: object, right: bool, tag: str) -> str:
-        text = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+        text = (
+            f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+        )
         style = ' style="text-align:right"' if right else ""
         return f"<{tag}{style}>{html.escape(text)}</{tag}>"
 
@@ -83,7 +87,6 @@ def show_figure(fig: Figure, *, dpi: int = 110) -> bytes:
     png = buffer.getvalue()
     _display(Image(data=png, format="png"))
     return png
-
 
 
 def show_math(latex: str) -> str:

@@ -31,9 +31,9 @@ LATEX_REPLACEMENTS = (
     ("--", "\u2013"),
     ("\\&", "&"),
     ("~", "\u00a0"),
-    ("\\\"o", "\u00f6"),
-    ("\\\"u", "\u00fc"),
-    ("\\\"a", "\u00e4"),
+    ('\\"o', "\u00f6"),
+    ('\\"u', "\u00fc"),
+    ('\\"a', "\u00e4"),
     ("\\'e", "\u00e9"),
     ("\\`e", "\u00e8"),
     ("\\'a", "\u00e1"),
@@ -126,8 +126,10 @@ def parse_name(raw: str) -> Author:
     if len(pieces) >= 2:
         words = pieces[0].split()
         von = [word for word in words[:-1] if word[:1].islower()]
-        last = " ".join(words[len(von):])
-        return Author(first=_latex_to_text(pieces[-1]), von=" ".join(von), last=_latex_to_text(last))
+        last = " ".join(words[len(von) :])
+        return Author(
+            first=_latex_to_text(pieces[-1]), von=" ".join(von), last=_latex_to_text(last)
+        )
     words = _split_top_level(pieces[0], r"\s+")
     words = [word for word in words if word]
     if len(words) == 1:
@@ -138,7 +140,9 @@ def parse_name(raw: str) -> Author:
     )
     first = " ".join(words[:von_start])
     von = " ".join(word for word in words[von_start:-1])
-    return Author(first=_latex_to_text(first), von=_latex_to_text(von), last=_latex_to_text(words[-1]))
+    return Author(
+        first=_latex_to_text(first), von=_latex_to_text(von), last=_latex_to_text(words[-1])
+    )
 
 
 def _read_value(text: str, index: int, key: str) -> tuple[str, int]:
@@ -168,7 +172,9 @@ def _read_value(text: str, index: int, key: str) -> tuple[str, int]:
         raise BibliographyError(f"entry {key!r}: unterminated quoted field value")
     match = re.compile(r"[\w.\-]+").match(text, index)
     if not match:
-        raise BibliographyError(f"entry {key!r}: invalid field value near {text[index:index + 30]!r}")
+        raise BibliographyError(
+            f"entry {key!r}: invalid field value near {text[index : index + 30]!r}"
+        )
     return match.group(0), match.end()
 
 
@@ -209,10 +215,16 @@ def parse_bibtex(text: str) -> dict[str, Entry]:
                 break
             name = field_name.match(rest, index)
             if not name:
-                raise BibliographyError(f"entry {key!r}: expected 'name = value' near {rest[index:index + 30]!r}")
+                raise BibliographyError(
+                    f"entry {key!r}: expected 'name = value' near {rest[index : index + 30]!r}"
+                )
             value, index = _read_value(rest, name.end(), key)
             fields[name.group(1).lower()] = value
-        authors = [parse_name(raw) for raw in _split_top_level(fields.get("author", ""), r"\s+and\s+") if raw.strip()]
+        authors = [
+            parse_name(raw)
+            for raw in _split_top_level(fields.get("author", ""), r"\s+and\s+")
+            if raw.strip()
+        ]
         converted = {name: _latex_to_text(value) for name, value in fields.items()}
         entries[key] = Entry(key=key, entry_type=entry_type, fields=converted, authors=authors)
     _assign_labels(entries)
@@ -241,9 +253,7 @@ def load_bibliography(path: Path) -> dict[str, Entry]:
         raise BibliographyError(f"{path}: {error}") from None
 
 
-def format_citation(
-    group: str, entries: dict[str, Entry], href_for_key, *, page: str
-) -> str:
+def format_citation(group: str, entries: dict[str, Entry], href_for_key, *, page: str) -> str:
     """Return the HTML for one citation group, the text between ``[`` and ``]``.
 
     ``href_for_key`` maps a key to the URL of its reference-list entry.

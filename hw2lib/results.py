@@ -141,7 +141,9 @@ def provenance(
 # Files
 
 
-def result_path(results_dir: Path, preset: str, experiment: str, configuration: str, seed: int) -> Path:
+def result_path(
+    results_dir: Path, preset: str, experiment: str, configuration: str, seed: int
+) -> Path:
     return Path(results_dir) / preset / experiment / f"{configuration}-seed{seed}.json"
 
 

@@ -16,9 +16,7 @@ import sympy as sp
 
 def _matrix_symbols(name: str, rows: int, cols: int) -> sp.Matrix:
     """Return a rows×cols matrix of real symbols name_ij (1-based indices)."""
-    return sp.Matrix(
-        rows, cols, lambda i, j: sp.Symbol(f"{name}_{i + 1}{j + 1}", real=True)
-    )
+    return sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"{name}_{i + 1}{j + 1}", real=True))
 
 
 def _vec(matrix: sp.Matrix) -> list[sp.Symbol]:

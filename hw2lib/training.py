@@ -147,9 +147,7 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
     groups = optimizer_param_groups(
         model, config.weight_decay, decay_norm=config.decay_norm, decay_bias=config.decay_bias
     )
-    return torch.optim.SGD(
-        groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov
-    )
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
 
 
 def learning_rate(step: int, total_steps: int, warmup_steps: int, config: TrainConfig) -> float:
@@ -345,9 +343,7 @@ def train(
     def run_step(inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):
             logits = step_model(inputs)
-            loss = F.cross_entropy(
-                logits.float(), labels, label_smoothing=config.label_smoothing
-            )
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -379,7 +375,7 @@ def train(
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             try:
                 loss, batch_correct = run_step(inputs, labels)
-            except Exception as error:  # noqa: BLE001 - any compiler failure falls back
+            except Exception as error:
                 if not compiled:
                     raise
                 logger.warning("torch.compile failed (%s); continuing in eager mode", error)
@@ -460,6 +456,6 @@ def train(
 def _compile(model: nn.Module) -> tuple[nn.Module, bool]:
     try:
         return torch.compile(model), True
-    except Exception as error:  # noqa: BLE001 - a missing backend raises many types
+    except Exception as error:
         logger.warning("torch.compile is unavailable (%s); training in eager mode", error)
         return model, False

@@ -51,9 +51,7 @@ def load_config() -> dict:
     return yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
 
 
-def make_project(
-    directory: Path, pages: Mapping[str, str], nav: list | None = None
-) -> Path:
+def make_project(directory: Path, pages: Mapping[str, str], nav: list | None = None) -> Path:
     """Write a MkDocs project that uses the repository's configuration with other pages.
 
     ``pages`` maps paths under ``docs/`` to their text. The nav lists them in
@@ -88,7 +86,9 @@ def make_project(
     return directory
 
 
-def run_build(project: Path, site_dir: Path | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+def run_build(
+    project: Path, site_dir: Path | None = None, timeout: int = 900
+) -> subprocess.CompletedProcess:
     """Run a strict MkDocs build of ``project`` and return the finished process."""
     site_dir = site_dir or project / "site"
     return subprocess.run(
@@ -139,7 +139,7 @@ class _SiteHandler(http.server.SimpleHTTPRequestHandler):
             return
         super().do_GET()
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (name fixed by the base class)
+    def log_message(self, format: str, *args) -> None:
         pass
 
 

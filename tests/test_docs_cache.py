@@ -14,12 +14,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import NOTEBOOK_HEADER, build_report, load_config, make_project, run_build
 
 MODULE = "cachetoy_values"
 
-VALUE_PAGE = NOTEBOOK_HEADER + f"""
+VALUE_PAGE = (
+    NOTEBOOK_HEADER
+    + f"""
 # %% [markdown]
 # # Value page
 
@@ -28,16 +29,22 @@ from {MODULE} import answer
 
 print(f"the answer is {{answer()}}")
 """
+)
 
-PLAIN_PAGE = NOTEBOOK_HEADER + """
+PLAIN_PAGE = (
+    NOTEBOOK_HEADER
+    + """
 # %% [markdown]
 # # Plain page
 
 # %%
 print(f"two and two make {2 + 2}")
 """
+)
 
-DATA_PAGE = NOTEBOOK_HEADER + """
+DATA_PAGE = (
+    NOTEBOOK_HEADER
+    + """
 # %% [markdown]
 # # Data page
 
@@ -49,6 +56,7 @@ names = sorted(path.name for path in folder.glob("*.txt"))
 print("files:", ", ".join(names))
 print("measured:", (folder / "measured.txt").read_text().strip())
 """
+)
 
 
 def _page_text(site: Path, page: str) -> str:

@@ -134,7 +134,10 @@ def test_factorization_descent_reaches_floor() -> None:
     matrix = noisy_low_rank_matrix(24, 2, seed=0)
     singular = torch.linalg.svdvals(matrix)
     floor = float(torch.sum(singular[2:] ** 2))
-    start = (1e-3 * torch.randn(24, 2, dtype=torch.float64), 1e-3 * torch.randn(2, 24, dtype=torch.float64))
+    start = (
+        1e-3 * torch.randn(24, 2, dtype=torch.float64),
+        1e-3 * torch.randn(2, 24, dtype=torch.float64),
+    )
     _, _, steps, converged, loss = factorization_descent(
         matrix, start, step_size=0.1 / float(singular[0]), floor=floor, rtol=1e-8, max_steps=50_000
     )
@@ -216,7 +219,14 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_cli_missing_data_one_line_error(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-folder"
     completed = _cli(
-        "run", "e1", "--preset", "cpu", "--data-dir", str(missing), "--out", str(tmp_path / "out"),
+        "run",
+        "e1",
+        "--preset",
+        "cpu",
+        "--data-dir",
+        str(missing),
+        "--out",
+        str(tmp_path / "out"),
         cwd=tmp_path,
     )
     assert completed.returncode == 2
@@ -236,9 +246,20 @@ def test_cli_corrupt_image_one_line_error(tmp_path: Path) -> None:
     bad.write_bytes(b"broken")
     completed = subprocess.run(
         [
-            sys.executable, "-m", "hw2lib.experiments", "run", "e1", "--preset", "cpu",
-            "--data-dir", str(tmp_path / "jpeg"), "--out", str(tmp_path / "out"),
-            "--cache-dir", str(tmp_path / "cache"), "--quiet",
+            sys.executable,
+            "-m",
+            "hw2lib.experiments",
+            "run",
+            "e1",
+            "--preset",
+            "cpu",
+            "--data-dir",
+            str(tmp_path / "jpeg"),
+            "--out",
+            str(tmp_path / "out"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--quiet",
         ],
         capture_output=True,
         text=True,

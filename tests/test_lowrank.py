@@ -433,7 +433,13 @@ def test_gd_reaches_optimum(m, n, seed, data, balanced):
     # For r = min(m, n) the optimum is 0, so an absolute tolerance ends the run.
     atol = 1e-10 * float(np.sum(x**2))
     result = lr.gradient_descent(
-        x, r, target=best, rtol=1e-6, atol=atol, max_steps=20_000, seed=seed,
+        x,
+        r,
+        target=best,
+        rtol=1e-6,
+        atol=atol,
+        max_steps=20_000,
+        seed=seed,
         balanced_init=balanced,
     )
     assert result.stop_reason == "target"
@@ -446,7 +452,9 @@ def test_gd_reaches_optimum(m, n, seed, data, balanced):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_gd_accepts_torch_input(dtype):
     values = np.array([3.0, 2.0, 1.0])
-    x = torch.tensor(matrix_with_singular_values(np.random.default_rng(7), 4, 3, values), dtype=dtype)
+    x = torch.tensor(
+        matrix_with_singular_values(np.random.default_rng(7), 4, 3, values), dtype=dtype
+    )
     result = lr.gradient_descent(x, 2, target=lr.optimal_loss(x, 2), rtol=1e-5)
     assert result.stop_reason == "target"
     assert result.final_loss == pytest.approx(1.0, rel=1e-4)

@@ -21,7 +21,9 @@ def test_parameter_count_width_64(position):
 
 def test_same_tensors_as_torchvision_except_stem_and_head():
     ours = dict((n, tuple(p.shape)) for n, p in cifar_resnet18().named_parameters())
-    theirs = dict((n, tuple(p.shape)) for n, p in torchvision.models.resnet18(weights=None).named_parameters())
+    theirs = dict(
+        (n, tuple(p.shape)) for n, p in torchvision.models.resnet18(weights=None).named_parameters()
+    )
     assert ours.keys() == theirs.keys()
     differing = sorted(n for n in ours if ours[n] != theirs[n])
     assert differing == ["conv1.weight", "fc.bias", "fc.weight"]
@@ -81,9 +83,11 @@ def record_inputs_and_outputs(model: nn.Module, names: list[str], x: torch.Tenso
     seen: dict[str, torch.Tensor] = {}
     hooks = []
     for name in names:
+
         def hook(module, inputs, output, name=name):
             seen[name + ":in"] = inputs[0].detach().clone()
             seen[name + ":out"] = output.detach().clone()
+
         hooks.append(modules[name].register_forward_hook(hook))
     with torch.no_grad():
         model(x)
@@ -96,7 +100,9 @@ def test_before_relu_order():
     torch.manual_seed(0)
     model = cifar_resnet18(width=8, norm_position="before_relu").train()
     seen = record_inputs_and_outputs(
-        model, ["bn1", "layer1.0.bn1", "layer1.0", "layer2.0.downsample.1"], torch.randn(4, 3, 32, 32)
+        model,
+        ["bn1", "layer1.0.bn1", "layer1.0", "layer2.0.downsample.1"],
+        torch.randn(4, 3, 32, 32),
     )
     # BatchNorm receives signed convolution outputs, and blocks end with ReLU.
     assert (seen["bn1:in"] < 0).any()

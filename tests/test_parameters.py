@@ -70,7 +70,15 @@ def test_resnet18_inventory_rows_and_stages():
     assert rows[-1].group == "bias"
 
     stages = stage_totals(rows)
-    assert [s.stage for s in stages] == ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"]
+    assert [s.stage for s in stages] == [
+        "conv1",
+        "bn1",
+        "layer1",
+        "layer2",
+        "layer3",
+        "layer4",
+        "fc",
+    ]
     assert sum(s.numel for s in stages) == 11_689_512
     assert sum(s.tensors for s in stages) == 62
     assert max(stages, key=lambda s: s.numel).stage == "layer4"
@@ -194,7 +202,9 @@ def test_normalization_layers_by_type():
     model = nn.ModuleDict(layers)
     split = split_parameters(model)
 
-    expected_norm = [f"{k}.{p}" for k in ("ln", "gn", "in2", "bn3", "bn1", "sync") for p in ("weight", "bias")]
+    expected_norm = [
+        f"{k}.{p}" for k in ("ln", "gn", "in2", "bn3", "bn1", "sync") for p in ("weight", "bias")
+    ]
     if "rms" in layers:
         expected_norm.append("rms.weight")
     assert names(split.norm) == expected_norm

@@ -258,7 +258,9 @@ def test_cifar_difference_is_stem_and_head():
     model = resnet18()
     cifar = cifar_resnet18()
     stem = cifar.conv1.weight.numel() - model.conv1.weight.numel()
-    head = sum(p.numel() for p in cifar.fc.parameters()) - sum(p.numel() for p in model.fc.parameters())
+    head = sum(p.numel() for p in cifar.fc.parameters()) - sum(
+        p.numel() for p in model.fc.parameters()
+    )
     assert stem == 1_728 - 9_408
     assert head == 5_130 - 513_000
     assert 11_173_962 - 11_689_512 == stem + head

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import NOTEBOOK_HEADER, ROOT, make_project, run_build
+
 from hw2lib import references
 
 CHAPTER_KEYS = (
@@ -95,7 +95,9 @@ def test_unknown_key_names_key_and_page(bibliography) -> None:
     assert "docs/part1/x.py" in str(raised.value)
 
 
-FEATURE_PAGE = NOTEBOOK_HEADER + """
+FEATURE_PAGE = (
+    NOTEBOOK_HEADER
+    + """
 # %% [markdown]
 # # Features of $f$
 #
@@ -120,14 +122,17 @@ print("solution code")
 # %% tags=["solution"]
 print("second solution")
 """
+)
 
 
 @pytest.fixture(scope="module")
 def feature_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = make_project(
         tmp_path_factory.mktemp("features"),
-        {"index.md": "# Home\n\nSee [@he2016deep, Fig. 2].\n\n`[@notakey]` in code.\n",
-         "features.py": FEATURE_PAGE},
+        {
+            "index.md": "# Home\n\nSee [@he2016deep, Fig. 2].\n\n`[@notakey]` in code.\n",
+            "features.py": FEATURE_PAGE,
+        },
         nav=[{"Home": "index.md"}, {"Features": "features.py"}, {"References": "references.md"}],
     )
     completed = run_build(project)

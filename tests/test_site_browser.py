@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
-
 from conftest import NOTEBOOK_HEADER, ROOT, load_config, make_project, run_build, serve_directory
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -118,12 +117,23 @@ def _open(browser, base_url: str, path: str, *, color_scheme: str = "light"):
 
     context.route("**/*", route)
     page = context.new_page()
-    page.on("console", lambda message: message.type == "error" and visit.console_errors.append(message.text))
+    page.on(
+        "console",
+        lambda message: message.type == "error" and visit.console_errors.append(message.text),
+    )
     page.on("pageerror", lambda error: visit.page_errors.append(str(error)))
-    page.on("requestfailed", lambda request: request.url.startswith(base_url) and visit.failed_requests.append(request.url))
+    page.on(
+        "requestfailed",
+        lambda request: (
+            request.url.startswith(base_url) and visit.failed_requests.append(request.url)
+        ),
+    )
     page.on(
         "response",
-        lambda response: response.status >= 400 and visit.failed_requests.append(f"{response.status} {response.url}"),
+        lambda response: (
+            response.status >= 400
+            and visit.failed_requests.append(f"{response.status} {response.url}")
+        ),
     )
     page.goto(base_url + path, wait_until="load")
     _wait_for_typeset(page)
@@ -250,9 +260,7 @@ def _check_notebook_page(page, built_site: Path, path: str) -> None:
     notebook = json.loads(response.text())
 
     expected = [
-        bool(cell.get("outputs"))
-        for cell in notebook["cells"]
-        if cell["cell_type"] == "code"
+        bool(cell.get("outputs")) for cell in notebook["cells"] if cell["cell_type"] == "code"
     ]
     page_outputs = page.evaluate(CODE_CELLS_JS)
     assert len(page_outputs) == len(expected), "code cells on the page differ from the notebook"
@@ -341,7 +349,9 @@ def test_search_finds_pages(browser, site_url: str) -> None:
         context.close()
 
 
-FEATURE_NOTEBOOK = NOTEBOOK_HEADER + r"""
+FEATURE_NOTEBOOK = (
+    NOTEBOOK_HEADER
+    + r"""
 # %% [markdown]
 # # Equation features
 #
@@ -367,6 +377,7 @@ print("objective defined")
 # %% tags=["solution"]
 print("solution output")
 """
+)
 
 FEATURE_MARKDOWN = r"""# Markdown equations
 

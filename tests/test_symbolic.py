@@ -58,9 +58,9 @@ def test_origin_charpoly_is_product_over_sigmas():
     x = spectrum.origin.X
     p, q = sp.symbols("p q")
     sigma_poly = sp.Poly(sp.expand(spectrum.sigma_form), lam)
-    in_p_q = sigma_poly.as_expr().subs(
-        {sigma_1**2 * sigma_2**2: q}
-    ).subs({sigma_1**2: p - sigma_2**2})
+    in_p_q = (
+        sigma_poly.as_expr().subs({sigma_1**2 * sigma_2**2: q}).subs({sigma_1**2: p - sigma_2**2})
+    )
     in_x = sp.expand(in_p_q.subs({p: (x.T * x).trace(), q: x.det() ** 2}))
     assert sp.expand(in_x - spectrum.characteristic_polynomial) == 0
     assert set(sp.solve(spectrum.sigma_form, lam)) == {

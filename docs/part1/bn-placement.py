@@ -81,10 +81,21 @@ check(
 
 # %%
 show_table(
-    ["channel", "μ (BN before ReLU)", "σ² (BN before ReLU)", "μ (BN after ReLU)", "σ² (BN after ReLU)"],
     [
-        [c, f"{stats.mean_before[c]:+.3f}", f"{stats.var_before[c]:.3f}",
-         f"{stats.mean_after[c]:+.3f}", f"{stats.var_after[c]:.3f}"]
+        "channel",
+        "μ (BN before ReLU)",
+        "σ² (BN before ReLU)",
+        "μ (BN after ReLU)",
+        "σ² (BN after ReLU)",
+    ],
+    [
+        [
+            c,
+            f"{stats.mean_before[c]:+.3f}",
+            f"{stats.var_before[c]:.3f}",
+            f"{stats.mean_after[c]:+.3f}",
+            f"{stats.var_after[c]:.3f}",
+        ]
         for c in range(8)
     ],
     numeric=[True] * 5,
@@ -98,7 +109,7 @@ check(
     "after ReLU, every channel's batch variance is smaller than before",
     bool((stats.var_after < stats.var_before).all()),
     f"largest ratio {(stats.var_after / stats.var_before).max():.3f}",
-);
+)
 
 # %% [markdown]
 # The histograms below pool all channels. Top: what enters BatchNorm. Bottom:
@@ -124,8 +135,7 @@ histogram(axes[1, 0], stats.next_input_before, "next layer's input: ReLU(BN(z))"
 histogram(axes[1, 1], stats.next_input_after, "next layer's input: BN(ReLU(z))", "tab:orange")
 for ax in axes[:, 0]:
     ax.set_ylabel("count (log scale)")
-show_figure(fig);
-
+show_figure(fig)
 # %%
 zeros_after = stats.bn_input_after == 0
 spike = stats.next_input_after[zeros_after]
@@ -165,8 +175,14 @@ affine = affine_statistics(z, gamma, beta)
 show_table(
     ["channel", "γ", "β", "mean into ReLU", "std into ReLU", "fraction ReLU passes"],
     [
-        [c, f"{gamma[c]:.1f}", f"{beta[c]:+.1f}", f"{affine.mean[c]:+.3f}",
-         f"{affine.std[c]:.3f}", f"{affine.active_fraction[c]:.1%}"]
+        [
+            c,
+            f"{gamma[c]:.1f}",
+            f"{beta[c]:+.1f}",
+            f"{affine.mean[c]:+.3f}",
+            f"{affine.std[c]:.3f}",
+            f"{affine.active_fraction[c]:.1%}",
+        ]
         for c in range(6)
     ],
     numeric=[True] * 6,
@@ -174,13 +190,15 @@ show_table(
 check_close("the mean entering the ReLU equals β", affine.mean.numpy(), beta.numpy(), atol=1e-5)
 check_close(
     "the standard deviation entering the ReLU equals |γ|",
-    affine.std.numpy(), gamma.abs().numpy(), rtol=1e-3,
+    affine.std.numpy(),
+    gamma.abs().numpy(),
+    rtol=1e-3,
 )
 check(
     "β and γ move the fraction the ReLU passes far from one half",
     float(affine.active_fraction.min()) < 0.1 and float(affine.active_fraction.max()) > 0.7,
     f"from {affine.active_fraction.min():.1%} to {affine.active_fraction.max():.1%}",
-);
+)
 
 # %% [markdown]
 # ## What the evidence says

@@ -54,8 +54,11 @@ print(f"{len(rows34)} tensors, {sum(r.numel for r in rows34):,} parameters")
 print({group: f"{count:,}" for group, count in split34.counts().items()})
 
 check_equal("resnet34 has 21,797,672 parameters", sum(r.numel for r in rows34), 21_797_672)
-check_equal("its only conv or linear bias is fc.bias, 1,000 elements",
-            [(n, p.numel()) for n, p in split34.bias], [("fc.bias", 1_000)])
+check_equal(
+    "its only conv or linear bias is fc.bias, 1,000 elements",
+    [(n, p.numel()) for n, p in split34.bias],
+    [("fc.bias", 1_000)],
+)
 predicted_norm = 2 * (64 + 6 * 64 + (8 * 128 + 128) + (12 * 256 + 256) + (6 * 512 + 512))
 check_equal("BatchNorm parameters: 17,024, as predicted", split34.numel("norm"), predicted_norm)
 
@@ -81,13 +84,21 @@ for name in ("densenet121", "mobilenet_v3_small"):
     rules = {r.rule: r for r in compare_exclusion_rules(net)}
     norm_names = [n for n, _ in split_parameters(net).norm]
     print(f"{name}: first normalization parameters {norm_names[:3]}")
-    check_equal(f"{name}: the name rule catches no normalization parameter",
-                rules["name"].norm_numel_excluded, 0)
-    check(f"{name}: the module-type rule catches them all", rules["module_type"].norm_numel_excluded
-          == split_parameters(net).numel("norm") > 0,
-          f"{rules['module_type'].norm_numel_excluded:,} elements")
-    check_equal(f"{name}: the shape rule excludes the same tensors as the module-type rule",
-                (rules["shape"].missed_tensors, rules["shape"].extra_tensors), (0, 0))
+    check_equal(
+        f"{name}: the name rule catches no normalization parameter",
+        rules["name"].norm_numel_excluded,
+        0,
+    )
+    check(
+        f"{name}: the module-type rule catches them all",
+        rules["module_type"].norm_numel_excluded == split_parameters(net).numel("norm") > 0,
+        f"{rules['module_type'].norm_numel_excluded:,} elements",
+    )
+    check_equal(
+        f"{name}: the shape rule excludes the same tensors as the module-type rule",
+        (rules["shape"].missed_tensors, rules["shape"].extra_tensors),
+        (0, 0),
+    )
 
 # %% [markdown]
 # ## Exercise 3: training with a batch of one
@@ -121,8 +132,10 @@ with torch.no_grad():
     first, second = net(one_example), net(one_example)
 check("with BatchNorm in eval mode, a batch of one runs in training", first.shape == (1, 3))
 check("Dropout is still active: two passes differ", not torch.equal(first, second))
-check("BatchNorm's running statistics did not change",
-      torch.equal(bn_layers[0].running_mean, running_before))
+check(
+    "BatchNorm's running statistics did not change",
+    torch.equal(bn_layers[0].running_mean, running_before),
+)
 net.train()
 check_equal("model.train() switches BatchNorm back to training mode", bn_layers[0].training, True)
 
@@ -132,8 +145,13 @@ images = torch.randn(4, 3, 32, 32)
 with torch.no_grad():
     alone = group_norm_net(images[:1])
     in_batch = group_norm_net(images)[:1]
-check_close("with GroupNorm, an image's output is the same alone or in a batch (train mode)",
-            alone.numpy(), in_batch.numpy(), rtol=1e-4, atol=1e-5)
+check_close(
+    "with GroupNorm, an image's output is the same alone or in a batch (train mode)",
+    alone.numpy(),
+    in_batch.numpy(),
+    rtol=1e-4,
+    atol=1e-5,
+)
 
 # %% [markdown]
 # ## Exercise 4: how long BatchNorm remembers
@@ -152,6 +170,7 @@ check_close("with GroupNorm, an image's output is the same alone or in a batch (
 # PyTorch unchanged gives $m = 0.99$, after which a single batch sets the
 # running statistics almost alone.
 
+
 # %% tags=["solution"]
 def batches_until(threshold: float, momentum: float) -> int:
     bn = nn.BatchNorm1d(2, momentum=momentum).train()
@@ -168,7 +187,11 @@ for m in (0.1, 0.01):
     predicted = math.ceil(math.log(0.01) / math.log(1 - m))
     simulated = batches_until(0.99, m)
     print(f"momentum {m}: predicted {predicted}, simulated {simulated}")
-    check_equal(f"momentum {m}: the simulation needs {predicted} batches, as derived",
-                simulated, predicted)
-check_equal("the two answers are 44 and 459",
-            [math.ceil(math.log(0.01) / math.log(1 - m)) for m in (0.1, 0.01)], [44, 459])
+    check_equal(
+        f"momentum {m}: the simulation needs {predicted} batches, as derived", simulated, predicted
+    )
+check_equal(
+    "the two answers are 44 and 459",
+    [math.ceil(math.log(0.01) / math.log(1 - m)) for m in (0.1, 0.01)],
+    [44, 459],
+)

@@ -60,8 +60,7 @@ show_table(
     + [["", "total", "", total, ""]],
     numeric=[True, False, False, True, False],
     bold_rows=[len(rows)],
-);
-
+)
 # %% [markdown]
 # The running mean and variance of each BatchNorm layer do not appear: they are
 # *buffers*, updated by the forward pass in training mode rather than by the
@@ -99,10 +98,7 @@ check(
     largest.numel / total > 0.7,
     f"layer4: {largest.numel:,} of {total:,} = {largest.numel / total:.1%}",
 )
-check_equal(
-    "the stage subtotals add up to the total", sum(s.numel for s in stages), total
-);
-
+check_equal("the stage subtotals add up to the total", sum(s.numel for s in stages), total)
 # %%
 fig = Figure(figsize=(7, 3))
 ax = fig.subplots()
@@ -112,8 +108,7 @@ for i, s in enumerate(stages):
 ax.set_ylabel("parameters (millions)")
 ax.set_title("resnet18: parameters per stage")
 ax.margins(y=0.15)
-show_figure(fig);
-
+show_figure(fig)
 # %% [markdown]
 # ## The three groups
 #
@@ -141,8 +136,7 @@ check_equal(
     "9,600 = 2 × (sum of the BatchNorm channel counts)",
     2 * sum(m.num_features for m in bn_layers),
     totals["norm"],
-);
-
+)
 # %% [markdown]
 # ## The CIFAR-10 variant
 #

@@ -63,15 +63,18 @@ check_equal(
 # the split; here the log goes to the page.
 
 # %%
-logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
-                    stream=sys.stdout, force=True)
+logging.basicConfig(
+    level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout, force=True
+)
 
 groups = optimizer_param_groups(model, weight_decay=5e-4)
 optimizer = torch.optim.SGD(groups, lr=0.1, momentum=0.9, nesterov=True)
 for i, group in enumerate(optimizer.param_groups):
     count = sum(p.numel() for p in group["params"])
-    print(f"group {i}: weight_decay={group['weight_decay']}, {len(group['params'])} tensors, "
-          f"{count:,} elements")
+    print(
+        f"group {i}: weight_decay={group['weight_decay']}, {len(group['params'])} tensors, "
+        f"{count:,} elements"
+    )
 
 # %% [markdown]
 # The optimizer should hold every trainable parameter exactly once: a parameter
@@ -88,15 +91,22 @@ try:
     duplicate_error = ""
 except ValueError as error:
     duplicate_error = str(error)
-check("PyTorch rejects a parameter listed in two groups", "more than one" in duplicate_error,
-      duplicate_error)
+check(
+    "PyTorch rejects a parameter listed in two groups",
+    "more than one" in duplicate_error,
+    duplicate_error,
+)
 decayed, not_decayed = optimizer.param_groups
-check_equal("decayed group: 11,678,912 elements at weight_decay 5e-4",
-            (sum(p.numel() for p in decayed["params"]), decayed["weight_decay"]),
-            (11_678_912, 5e-4))
-check_equal("undecayed group: 9,600 + 1,000 elements at weight_decay 0",
-            (sum(p.numel() for p in not_decayed["params"]), not_decayed["weight_decay"]),
-            (10_600, 0.0))
+check_equal(
+    "decayed group: 11,678,912 elements at weight_decay 5e-4",
+    (sum(p.numel() for p in decayed["params"]), decayed["weight_decay"]),
+    (11_678_912, 5e-4),
+)
+check_equal(
+    "undecayed group: 9,600 + 1,000 elements at weight_decay 0",
+    (sum(p.numel() for p in not_decayed["params"]), not_decayed["weight_decay"]),
+    (10_600, 0.0),
+)
 
 # %% [markdown]
 # Frozen parameters (`requires_grad=False`, as when fine-tuning only the head)
@@ -109,11 +119,16 @@ for p in frozen.parameters():
     p.requires_grad_(False)
 frozen.fc.requires_grad_(True)
 head_groups = optimizer_param_groups(frozen, weight_decay=5e-4)
-check_equal("with all but fc frozen, the groups hold fc.weight and fc.bias only",
-            [[tuple(p.shape) for p in g["params"]] for g in head_groups],
-            [[(1000, 512)], [(1000,)]])
-check_equal("the split still lists all 62 tensors",
-            sum(len(split_parameters(frozen).group(g)) for g in ("norm", "bias", "other")), 62)
+check_equal(
+    "with all but fc frozen, the groups hold fc.weight and fc.bias only",
+    [[tuple(p.shape) for p in g["params"]] for g in head_groups],
+    [[(1000, 512)], [(1000,)]],
+)
+check_equal(
+    "the split still lists all 62 tensors",
+    sum(len(split_parameters(frozen).group(g)) for g in ("norm", "bias", "other")),
+    62,
+)
 
 # %% [markdown]
 # ## Three rules for what not to decay
@@ -130,15 +145,32 @@ check_equal("the split still lists all 62 tensors",
 # other normalization parameters it catches, what it misses that the
 # module-type rule excludes, and what it excludes beyond it.
 
+
 # %%
 def show_rules(model):
     rows = compare_exclusion_rules(model)
     show_table(
-        ["rule", "excluded tensors", "excluded elements", "norm elements caught",
-         "missed", "extra", "examples missed / extra"],
-        [[r.label, r.excluded_tensors, r.excluded_numel, r.norm_numel_excluded,
-          r.missed_numel, r.extra_numel, ", ".join(r.missed_sample[:3] + r.extra_sample[:3])]
-         for r in rows],
+        [
+            "rule",
+            "excluded tensors",
+            "excluded elements",
+            "norm elements caught",
+            "missed",
+            "extra",
+            "examples missed / extra",
+        ],
+        [
+            [
+                r.label,
+                r.excluded_tensors,
+                r.excluded_numel,
+                r.norm_numel_excluded,
+                r.missed_numel,
+                r.extra_numel,
+                ", ".join(r.missed_sample[:3] + r.extra_sample[:3]),
+            ]
+            for r in rows
+        ],
         numeric=[False, True, True, True, True, True, False],
     )
     return {r.rule: r for r in rows}
@@ -156,18 +188,29 @@ resnet_rules = show_rules(model)
 
 # %%
 shape_rule, name_rule = resnet_rules["shape"], resnet_rules["name"]
-check_equal("resnet18: the shape rule excludes the same 10,600 elements",
-            (shape_rule.excluded_numel, shape_rule.missed_numel, shape_rule.extra_numel),
-            (10_600, 0, 0))
-check_equal("resnet18: the name rule catches 7,808 BatchNorm parameters, not 9,600",
-            name_rule.norm_numel_excluded, 7_808)
+check_equal(
+    "resnet18: the shape rule excludes the same 10,600 elements",
+    (shape_rule.excluded_numel, shape_rule.missed_numel, shape_rule.extra_numel),
+    (10_600, 0, 0),
+)
+check_equal(
+    "resnet18: the name rule catches 7,808 BatchNorm parameters, not 9,600",
+    name_rule.norm_numel_excluded,
+    7_808,
+)
 missed_by_name = {n for n, _ in split.norm + split.bias} - {
-    n for n, _ in model.named_parameters() if "bn" in n}
-check("the BatchNorm parameters it misses are all in downsample.1",
-      all(".downsample.1." in n for n in missed_by_name - {"fc.bias"}),
-      f"{len(missed_by_name)} tensors missed, including fc.bias")
-check_equal("they hold 2 × (128 + 256 + 512) = 1,792 elements",
-            9_600 - name_rule.norm_numel_excluded, 2 * (128 + 256 + 512))
+    n for n, _ in model.named_parameters() if "bn" in n
+}
+check(
+    "the BatchNorm parameters it misses are all in downsample.1",
+    all(".downsample.1." in n for n in missed_by_name - {"fc.bias"}),
+    f"{len(missed_by_name)} tensors missed, including fc.bias",
+)
+check_equal(
+    "they hold 2 × (128 + 256 + 512) = 1,792 elements",
+    9_600 - name_rule.norm_numel_excluded,
+    2 * (128 + 256 + 512),
+)
 
 # %% [markdown]
 # A small transformer block shows all three disagreeing. It has a token
@@ -192,13 +235,24 @@ block_rules = show_rules(block)
 # `optimizer_param_groups(..., no_decay_names=["pos_embedding"])` does here.
 
 # %%
-check_equal("transformer block: the name rule excludes nothing", block_rules["name"].excluded_tensors, 0)
-check_equal("the shape rule also excludes the two layer-scale vectors",
-            set(block_rules["shape"].extra_sample), {"layer_scale1", "layer_scale2"})
-check_equal("the module-type rule excludes 490 elements", block_rules["module_type"].excluded_numel, 490)
-check_equal("which are the LayerNorm parameters and the biases",
-            block_rules["module_type"].excluded_numel,
-            sum(p.numel() for n, p in block.named_parameters() if "norm" in n or "bias" in n))
+check_equal(
+    "transformer block: the name rule excludes nothing", block_rules["name"].excluded_tensors, 0
+)
+check_equal(
+    "the shape rule also excludes the two layer-scale vectors",
+    set(block_rules["shape"].extra_sample),
+    {"layer_scale1", "layer_scale2"},
+)
+check_equal(
+    "the module-type rule excludes 490 elements", block_rules["module_type"].excluded_numel, 490
+)
+check_equal(
+    "which are the LayerNorm parameters and the biases",
+    block_rules["module_type"].excluded_numel,
+    sum(p.numel() for n, p in block.named_parameters() if "norm" in n or "bias" in n),
+)
 named_groups = optimizer_param_groups(block, 0.05, no_decay_names=["pos_embedding"])
-check("no_decay_names moves pos_embedding to the undecayed group",
-      any(p is block.pos_embedding for p in named_groups[1]["params"]))
+check(
+    "no_decay_names moves pos_embedding to the undecayed group",
+    any(p is block.pos_embedding for p in named_groups[1]["params"]),
+)

@@ -63,8 +63,11 @@ change_eval = batch_dependence(model, x, batch_mates_a, batch_mates_b)
 print(f"train mode: output for x changes by up to {change_train:.4f}")
 print(f"eval mode:  output for x changes by up to {change_eval:.4f}")
 
-check("in train mode, x's output depends on its batch-mates", change_train > 1e-3,
-      f"largest change {change_train:.4g}")
+check(
+    "in train mode, x's output depends on its batch-mates",
+    change_train > 1e-3,
+    f"largest change {change_train:.4g}",
+)
 check_equal("in eval mode, x's output does not depend on its batch-mates", change_eval, 0.0)
 
 # %% [markdown]
@@ -93,10 +96,16 @@ for label, change in [("train mode", in_train), ("eval mode", in_eval)]:
         f"{change.batches_tracked_after}, parameters changed: {change.parameters_changed}"
     )
 
-check("under no_grad in train mode, BatchNorm's running mean moves", in_train.mean_change > 1e-2,
-      f"moved {in_train.mean_change:.4g}")
-check_equal("and its batch counter advances by one per batch",
-            in_train.batches_tracked_after - in_train.batches_tracked_before, len(eval_batches))
+check(
+    "under no_grad in train mode, BatchNorm's running mean moves",
+    in_train.mean_change > 1e-2,
+    f"moved {in_train.mean_change:.4g}",
+)
+check_equal(
+    "and its batch counter advances by one per batch",
+    in_train.batches_tracked_after - in_train.batches_tracked_before,
+    len(eval_batches),
+)
 check_equal("while no parameter changes", in_train.parameters_changed, False)
 check_equal("in eval mode the running mean does not move", in_eval.mean_change, 0.0)
 
@@ -120,13 +129,18 @@ model.eval()
 dropout_eval = dropout_under_no_grad(model, batch_mates_a)
 records_graph = model(batch_mates_a).requires_grad
 print(f"inside no_grad, model.training = {still_training}")
-print(f"two passes under no_grad differ by {dropout_train:.3f} in train mode, "
-      f"{dropout_eval:.3f} in eval mode")
+print(
+    f"two passes under no_grad differ by {dropout_train:.3f} in train mode, "
+    f"{dropout_eval:.3f} in eval mode"
+)
 print(f"in eval mode without no_grad, the output requires grad: {records_graph}")
 
 check_equal("no_grad() leaves the model in training mode", still_training, True)
-check("under no_grad in train mode, Dropout still draws new masks", dropout_train > 0,
-      f"difference {dropout_train:.4g}")
+check(
+    "under no_grad in train mode, Dropout still draws new masks",
+    dropout_train > 0,
+    f"difference {dropout_train:.4g}",
+)
 check_equal("in eval mode, two passes agree exactly", dropout_eval, 0.0)
 check_equal("eval() does not turn off gradient recording", records_graph, True)
 
@@ -147,19 +161,34 @@ check_equal("eval() does not turn off gradient recording", records_graph, True)
 one = batch_of_one(channels=4, size=8)
 print("BatchNorm1d, input (1, 4):      ValueError:", one.bn1d_error)
 print("BatchNorm2d, input (1, 4, 1, 1): ValueError:", one.bn2d_1x1_error)
-print(f"BatchNorm2d, input (1, 4, 8, 8): differs from instance norm by {one.bn2d_vs_instance_norm:.2g}")
-print(f"  output change when the image becomes a·x + b per channel: "
-      f"train mode {one.bn2d_affine_change:.2g}, eval mode {one.eval_affine_change:.2g}")
+print(
+    f"BatchNorm2d, input (1, 4, 8, 8): differs from instance norm by {one.bn2d_vs_instance_norm:.2g}"
+)
+print(
+    f"  output change when the image becomes a·x + b per channel: "
+    f"train mode {one.bn2d_affine_change:.2g}, eval mode {one.eval_affine_change:.2g}"
+)
 
-check("BatchNorm1d raises ValueError on a batch of one in train mode",
-      "Expected more than 1 value per channel" in one.bn1d_error, one.bn1d_error)
-check("BatchNorm2d raises it too on a single 1×1 feature map",
-      "Expected more than 1 value per channel" in one.bn2d_1x1_error, one.bn2d_1x1_error)
-check("BatchNorm2d on one image equals instance normalization", one.bn2d_vs_instance_norm < 1e-5,
-      f"largest difference {one.bn2d_vs_instance_norm:.2g}")
-check("in train mode, per-channel brightness and contrast of the image are erased",
-      one.bn2d_affine_change < 1e-3 < one.eval_affine_change,
-      f"train {one.bn2d_affine_change:.2g}, eval {one.eval_affine_change:.2g}")
+check(
+    "BatchNorm1d raises ValueError on a batch of one in train mode",
+    "Expected more than 1 value per channel" in one.bn1d_error,
+    one.bn1d_error,
+)
+check(
+    "BatchNorm2d raises it too on a single 1×1 feature map",
+    "Expected more than 1 value per channel" in one.bn2d_1x1_error,
+    one.bn2d_1x1_error,
+)
+check(
+    "BatchNorm2d on one image equals instance normalization",
+    one.bn2d_vs_instance_norm < 1e-5,
+    f"largest difference {one.bn2d_vs_instance_norm:.2g}",
+)
+check(
+    "in train mode, per-channel brightness and contrast of the image are erased",
+    one.bn2d_affine_change < 1e-3 < one.eval_affine_change,
+    f"train {one.bn2d_affine_change:.2g}, eval {one.eval_affine_change:.2g}",
+)
 
 # %% [markdown]
 # ## The momentum of the running statistics
@@ -185,7 +214,15 @@ check("in train mode, per-channel brightness and contrast of the image are erase
 check_equal("PyTorch's default BatchNorm momentum is 0.1", nn.BatchNorm2d(8).momentum, 0.1)
 for m in (0.1, 0.01):
     update = momentum_update(m)
-    check_close(f"momentum {m}: running mean = (1 − m)·old + m·batch mean",
-                update.running_mean.numpy(), update.predicted_mean.numpy(), rtol=1e-5)
-    check_close(f"momentum {m}: running var = (1 − m)·old + m·unbiased batch var",
-                update.running_var.numpy(), update.predicted_var.numpy(), rtol=1e-5)
+    check_close(
+        f"momentum {m}: running mean = (1 − m)·old + m·batch mean",
+        update.running_mean.numpy(),
+        update.predicted_mean.numpy(),
+        rtol=1e-5,
+    )
+    check_close(
+        f"momentum {m}: running var = (1 − m)·old + m·unbiased batch var",
+        update.running_var.numpy(),
+        update.predicted_var.numpy(),
+        rtol=1e-5,
+    )

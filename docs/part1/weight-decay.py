@@ -42,12 +42,20 @@ from hw2lib.weight_decay import (
 step = derive_l2_step()
 eta, lam = sp.symbols("eta lambda", positive=True)
 collected = sp.collect(sp.expand(step.step[0]), step.w[0])
-show_math(r"w_1 - \eta\,\partial_{w_1}\!\Big(L + \tfrac{\lambda}{2}\lVert w\rVert^2\Big) = "
-          + sp.latex(step.step[0]) + " = " + sp.latex(collected))
-show_math(r"\text{SymPy: step} - \big[(1-\eta\lambda)\,w - \eta\nabla L\big] = "
-          + sp.latex(step.difference.T))
+show_math(
+    r"w_1 - \eta\,\partial_{w_1}\!\Big(L + \tfrac{\lambda}{2}\lVert w\rVert^2\Big) = "
+    + sp.latex(step.step[0])
+    + " = "
+    + sp.latex(collected)
+)
+show_math(
+    r"\text{SymPy: step} - \big[(1-\eta\lambda)\,w - \eta\nabla L\big] = "
+    + sp.latex(step.difference.T)
+)
 check("a gradient step on L + (λ/2)‖w‖² equals (1 − ηλ)·w − η∇L(w)", step.holds)
-check_equal("the factor multiplying w is 1 − ηλ", sp.simplify(step.shrink_factor - (1 - eta * lam)), 0)
+check_equal(
+    "the factor multiplying w is 1 − ηλ", sp.simplify(step.shrink_factor - (1 - eta * lam)), 0
+)
 
 # %% [markdown]
 # So plain SGD with an L2 penalty first multiplies every weight by
@@ -67,17 +75,26 @@ steps = {name: decay_only_step(name, lr=lr, weight_decay=wd) for name in ("sgd",
 show_table(
     ["w before", "SGD: after / before", "Adam (L2): after / before", "AdamW: after / before"],
     [
-        [f"{steps['sgd'].start[i]:+.3f}"] + [f"{steps[n].ratio[i]:.4f}" for n in ("sgd", "adam", "adamw")]
+        [f"{steps['sgd'].start[i]:+.3f}"]
+        + [f"{steps[n].ratio[i]:.4f}" for n in ("sgd", "adam", "adamw")]
         for i in range(len(steps["sgd"].start))
     ],
     numeric=[True] * 4,
 )
 for name in ("sgd", "adamw"):
-    check_close(f"{name}: every weight is multiplied by 1 − ηλ = {1 - lr * wd:g}",
-                steps[name].ratio.numpy(), [1 - lr * wd] * 8, rtol=1e-12)
+    check_close(
+        f"{name}: every weight is multiplied by 1 − ηλ = {1 - lr * wd:g}",
+        steps[name].ratio.numpy(),
+        [1 - lr * wd] * 8,
+        rtol=1e-12,
+    )
 adam_moves = (steps["adam"].after - steps["adam"].start).abs()
-check_close("Adam with L2: every weight moves by about η, whatever its size",
-            adam_moves.numpy(), [lr] * 8, rtol=1e-3)
+check_close(
+    "Adam with L2: every weight moves by about η, whatever its size",
+    adam_moves.numpy(),
+    [lr] * 8,
+    rtol=1e-3,
+)
 
 # %% [markdown]
 # ## Biases and BatchNorm's $\gamma$, $\beta$
@@ -109,10 +126,14 @@ check_close("Adam with L2: every weight moves by about η, whatever its size",
 
 # %%
 invariance = derive_scale_invariance()
-show_math(r"\langle \nabla f(w),\, w\rangle = " + sp.latex(invariance.inner_product)
-          + r",\qquad f(\alpha w) - f(w) = " + sp.latex(invariance.value_change)
-          + r",\qquad \nabla f(\alpha w) - \tfrac{1}{\alpha}\nabla f(w) = "
-          + sp.latex(invariance.gradient_scaling.T))
+show_math(
+    r"\langle \nabla f(w),\, w\rangle = "
+    + sp.latex(invariance.inner_product)
+    + r",\qquad f(\alpha w) - f(w) = "
+    + sp.latex(invariance.value_change)
+    + r",\qquad \nabla f(\alpha w) - \tfrac{1}{\alpha}\nabla f(w) = "
+    + sp.latex(invariance.gradient_scaling.T)
+)
 check("for f(w) = u(w/‖w‖): ⟨∇f, w⟩ = 0, f(αw) = f(w) and ∇f(αw) = ∇f(w)/α", invariance.holds)
 
 # %% [markdown]
@@ -127,17 +148,37 @@ rows = []
 for eps in (1e-5, 1e-12):
     for alpha in (0.5, 3.0):
         m = measure_scale_invariance(alpha, eps=eps)
-        rows.append([f"{eps:g}", alpha, f"{m.output_change:.1e}", f"{m.cosine_grad_weight:.1e}",
-                     f"{m.gradient_ratio:.6f}", f"{1 / alpha:.6f}"])
-        check(f"ε={eps:g}, α={alpha}: output unchanged when the conv weight is scaled",
-              m.output_change < 100 * eps, f"relative change {m.output_change:.2g}")
-        check(f"ε={eps:g}, α={alpha}: the gradient is orthogonal to the weight",
-              abs(m.cosine_grad_weight) < 1e-6, f"cosine {m.cosine_grad_weight:.2g}")
-        check_close(f"ε={eps:g}, α={alpha}: the gradient norm scales as 1/α",
-                    m.gradient_ratio, 1 / alpha, rtol=100 * eps)
-show_table(["ε", "α", "relative output change", "cos(∇L, w)", "‖∇L(αw)‖/‖∇L(w)‖", "1/α"], rows,
-           numeric=[True] * 6);
-
+        rows.append(
+            [
+                f"{eps:g}",
+                alpha,
+                f"{m.output_change:.1e}",
+                f"{m.cosine_grad_weight:.1e}",
+                f"{m.gradient_ratio:.6f}",
+                f"{1 / alpha:.6f}",
+            ]
+        )
+        check(
+            f"ε={eps:g}, α={alpha}: output unchanged when the conv weight is scaled",
+            m.output_change < 100 * eps,
+            f"relative change {m.output_change:.2g}",
+        )
+        check(
+            f"ε={eps:g}, α={alpha}: the gradient is orthogonal to the weight",
+            abs(m.cosine_grad_weight) < 1e-6,
+            f"cosine {m.cosine_grad_weight:.2g}",
+        )
+        check_close(
+            f"ε={eps:g}, α={alpha}: the gradient norm scales as 1/α",
+            m.gradient_ratio,
+            1 / alpha,
+            rtol=100 * eps,
+        )
+show_table(
+    ["ε", "α", "relative output change", "cos(∇L, w)", "‖∇L(αw)‖/‖∇L(w)‖", "1/α"],
+    rows,
+    numeric=[True] * 6,
+)
 # %% [markdown]
 # ## What decay does to such weights: the effective learning rate
 #
@@ -146,13 +187,17 @@ show_table(["ε", "α", "relative output change", "cos(∇L, w)", "‖∇L(αw)�
 
 # %%
 growth = derive_norm_growth()
-show_math(r"\lVert w - \eta g\rVert^2 - \lVert w\rVert^2 - \eta^2\lVert g\rVert^2 = "
-          + sp.latex(growth))
+show_math(
+    r"\lVert w - \eta g\rVert^2 - \lVert w\rVert^2 - \eta^2\lVert g\rVert^2 = " + sp.latex(growth)
+)
 g_syms = sp.symbols("g1:4", real=True)
 w_syms = sp.symbols("w1:4", real=True)
 inner = sum(gi * wi for gi, wi in zip(g_syms, w_syms))
-check_equal("the squared norm grows by η²‖g‖² − 2η⟨w, g⟩, which is η²‖g‖² when g ⟂ w",
-            sp.simplify(growth + 2 * eta * inner), 0)
+check_equal(
+    "the squared norm grows by η²‖g‖² − 2η⟨w, g⟩, which is η²‖g‖² when g ⟂ w",
+    sp.simplify(growth + 2 * eta * inner),
+    0,
+)
 
 # %% [markdown]
 # What the network computes depends only on the direction $\hat w = w/\lVert w\rVert$.

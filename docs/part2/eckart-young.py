@@ -128,9 +128,7 @@ for r in range(0, 7):
     losses.append(lowrank.factorization_loss(X, A, B))
 tails = [float(np.sum(sigma[r:] ** 2)) for r in range(0, 7)]
 print("f(A*, B*) for r = 0..6:", np.round(losses, 6))
-check_close(
-    "for r = 0, ..., 6, f(A*, B*) = Σ_{i>r} σᵢ²", losses, tails, rtol=1e-12, atol=1e-12
-)
+check_close("for r = 0, ..., 6, f(A*, B*) = Σ_{i>r} σᵢ²", losses, tails, rtol=1e-12, atol=1e-12)
 
 # %% [markdown]
 # No rank-2 factorization found by sampling does better. The first sample set
@@ -143,14 +141,16 @@ r = 2
 floor = lowrank.optimal_loss(X, r)
 refit = lowrank.random_factorization_losses(X, r, 5000, seed=1)
 A_star, B_star = lowrank.best_rank_r(X, r)
-nearby = np.array([
-    lowrank.factorization_loss(
-        X,
-        A_star + 1e-2 * rng.standard_normal(A_star.shape),
-        B_star + 1e-2 * rng.standard_normal(B_star.shape),
-    )
-    for _ in range(5000)
-])
+nearby = np.array(
+    [
+        lowrank.factorization_loss(
+            X,
+            A_star + 1e-2 * rng.standard_normal(A_star.shape),
+            B_star + 1e-2 * rng.standard_normal(B_star.shape),
+        )
+        for _ in range(5000)
+    ]
+)
 print(f"optimum Σ_(i>2) σᵢ² = {floor:.6f}")
 print(f"random column space, B refitted: min over 5000 samples {refit.min():.6f}")
 print(f"perturbed optimum (scale 1e-2):  min over 5000 samples {nearby.min():.6f}")
@@ -198,8 +198,7 @@ right.set_xlabel("step")
 right.set_ylabel(r"loss $-$ floor")
 fig.suptitle(f"8×6 Gaussian X, r = {r}, step size {result.step_size:.3f}")
 fig.tight_layout()
-show_figure(fig);
-
+show_figure(fig)
 # %% [markdown]
 # ## Every other critical point is a saddle
 #

@@ -57,8 +57,10 @@ for j in [1, 2, 3]:
     H = lowrank.hessian(X, a, b)
     curvature = direction @ H @ direction / (direction @ direction)
     smallest = np.linalg.eigvalsh(H)[0]
-    print(f"j = {j + 1}: curvature {curvature:+.6f}, -2(σ₁ - σⱼ) = {-2 * (s[0] - s[j]):+.6f}, "
-          f"smallest eigenvalue {smallest:+.6f}")
+    print(
+        f"j = {j + 1}: curvature {curvature:+.6f}, -2(σ₁ - σⱼ) = {-2 * (s[0] - s[j]):+.6f}, "
+        f"smallest eigenvalue {smallest:+.6f}"
+    )
     check_close(
         f"j = {j + 1}: the curvature along (u₁, v₁) is -2(σ₁ - σⱼ) and is the smallest eigenvalue",
         [curvature, smallest],

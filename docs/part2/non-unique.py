@@ -119,9 +119,7 @@ check_equal(
     [p.indices for p in optimal],
     [(0, 1), (0, 2)],
 )
-check_close(
-    "both have loss 1² + 0.5² = 1.25", [p.loss for p in optimal], [1.25, 1.25], rtol=1e-12
-)
+check_close("both have loss 1² + 0.5² = 1.25", [p.loss for p in optimal], [1.25, 1.25], rtol=1e-12)
 check_close(
     "the two optimal products differ by ‖u₂v₂ᵀ - u₃v₃ᵀ‖_F = √2",
     np.linalg.norm(first - second),
@@ -205,18 +203,18 @@ balanced = lowrank.gradient_descent(
     X, r, step_size=0.01, init_scale=1e-3, balanced_init=True, seed=1, **stopping
 )
 A_big, B_small = 1.0 * rng.standard_normal((6, r)), 0.01 * rng.standard_normal((r, 5))
-unbalanced = lowrank.gradient_descent(
-    X, r, step_size=0.01, initial=(A_big, B_small), **stopping
-)
+unbalanced = lowrank.gradient_descent(X, r, step_size=0.01, initial=(A_big, B_small), **stopping)
 rows = []
 for name, run in [("small balanced start", balanced), ("large A, small B", unbalanced)]:
-    rows.append([
-        name,
-        run.steps,
-        f"{run.final_loss - floor:.1e}",
-        np.array2string(np.linalg.eigvalsh(run.A.T @ run.A)[::-1], precision=3),
-        np.array2string(np.linalg.eigvalsh(run.B @ run.B.T)[::-1], precision=3),
-    ])
+    rows.append(
+        [
+            name,
+            run.steps,
+            f"{run.final_loss - floor:.1e}",
+            np.array2string(np.linalg.eigvalsh(run.A.T @ run.A)[::-1], precision=3),
+            np.array2string(np.linalg.eigvalsh(run.B @ run.B.T)[::-1], precision=3),
+        ]
+    )
 show_table(
     ["start", "steps", "f − floor", "eig AᵀA", "eig BBᵀ"],
     rows,

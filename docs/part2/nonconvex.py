@@ -126,8 +126,7 @@ ax.set_xlabel("a")
 ax.set_ylabel("b")
 ax.set_title(r"$f(a, b) = (1 - ab)^2$; dashed: $ab = 1$")
 ax.legend(loc="upper left", fontsize=8)
-show_figure(fig);
-
+show_figure(fig)
 # %% [markdown]
 # ## The origin is a saddle for every $X \neq 0$
 #
@@ -186,9 +185,11 @@ check_equal(
     0,
 )
 sigma_1, sigma_2 = spectrum.sigmas
-sigma_form_in_x = sp.expand(spectrum.sigma_form).subs(
-    {sigma_1**2 * sigma_2**2: X_sym.det() ** 2}
-).subs({sigma_1**2: (X_sym.T * X_sym).trace() - sigma_2**2})
+sigma_form_in_x = (
+    sp.expand(spectrum.sigma_form)
+    .subs({sigma_1**2 * sigma_2**2: X_sym.det() ** 2})
+    .subs({sigma_1**2: (X_sym.T * X_sym).trace() - sigma_2**2})
+)
 check_equal(
     "with σ₁² + σ₂² = tr(XᵀX) and σ₁²σ₂² = det(X)², (λ² - 4σ₁²)(λ² - 4σ₂²) is that polynomial",
     sp.expand(sigma_form_in_x - spectrum.characteristic_polynomial),

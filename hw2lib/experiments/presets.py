@@ -54,8 +54,7 @@ SMOKE: dict[str, Any] = {
 
 CPU: dict[str, Any] = {
     "description": (
-        "reduced: 8,000 training and 2,000 test images of CIFAR-10, ResNet-18 of width 16, "
-        "4 epochs"
+        "reduced: 8,000 training and 2,000 test images of CIFAR-10, ResNet-18 of width 16, 4 epochs"
     ),
     "data": "cifar10",
     "seeds": (0, 1, 2),

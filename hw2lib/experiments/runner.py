@@ -83,9 +83,7 @@ class _Context:
     def train_config(self, overrides: dict[str, Any], seed: int) -> TrainConfig:
         values = dict(self.preset["train"])
         values.update(overrides)
-        values.update(
-            seed=seed, device=self.options.device, num_threads=self.options.num_threads
-        )
+        values.update(seed=seed, device=self.options.device, num_threads=self.options.num_threads)
         return TrainConfig.from_dict(values)
 
     def checkpoint_path(self, config: TrainConfig) -> Path:
@@ -153,8 +151,16 @@ def _train_configuration(
     train_split, test_split = context.splits()
     started = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
-    logger.info("%s %s seed %d: training (checkpoint %s)", experiment, configuration, seed, checkpoint)
-    result = train(config, train_split, test_split, checkpoint_path=checkpoint, progress=context.options.progress)
+    logger.info(
+        "%s %s seed %d: training (checkpoint %s)", experiment, configuration, seed, checkpoint
+    )
+    result = train(
+        config,
+        train_split,
+        test_split,
+        checkpoint_path=checkpoint,
+        progress=context.options.progress,
+    )
     wall = time.perf_counter() - clock
     # Epochs trained by earlier processes count towards the run's wall time.
     wall += sum(row["epoch_time_s"] for row in result.history[: result.resumed_from_epoch])
