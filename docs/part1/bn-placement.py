@@ -215,6 +215,14 @@ check(
 #
 # This chapter runs its own ablation: `hw2lib.models.cifar_resnet18` with
 # `norm_position="before_relu"` and `norm_position="after_relu"`, trained on
-# CIFAR-10 with everything else equal. Its trained-model numbers are on the
-# [Experiments](../../experiments/) page and come only from there; this page
-# makes no claim about accuracy.
+# CIFAR-10 with everything else equal. The site build never trains: the cell
+# below reads the frozen results files that `nox -s experiments` wrote (see
+# the [Experiments](../../experiments/) page for all of them and for how to
+# reproduce them). The preset line says at what scale they were measured; a
+# reduced CPU run shows the direction of an effect at best, not the
+# full-scale difference.
+
+# %%
+from hw2lib.results import show_experiment
+
+show_experiment("e1")

@@ -226,3 +226,18 @@ for m in (0.1, 0.01):
         update.predicted_var.numpy(),
         rtol=1e-5,
     )
+
+# %% [markdown]
+# ## The same bug in a trained network
+#
+# The demonstrations above use a small untrained model. Experiment E3 takes
+# the ResNet-18 trained in E1 and evaluates it on the test set in `eval()`
+# mode and in `train()` mode, at test batch sizes 1, 16 and 256 and on
+# batches sorted by class, where every image in a batch shares one label and
+# the batch statistics are far from the training statistics. The results are
+# frozen files written by `nox -s experiments`; the build only reads them.
+
+# %%
+from hw2lib.results import show_experiment
+
+show_experiment("e3")

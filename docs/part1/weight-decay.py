@@ -217,3 +217,18 @@ check_equal(
 # For the parameter groups of [1(e)](../param-groups/) this gives the rule:
 # decay the convolution and linear weights, and put BatchNorm's $\gamma$,
 # $\beta$ and all biases in a group with `weight_decay=0`.
+
+# %% [markdown]
+# ## Measured: which parameters to decay
+#
+# Experiment E2 trains the CIFAR-10 ResNet-18 four times, changing only the
+# parameter groups: decay everything, exclude biases and BatchNorm
+# parameters (the rule above), exclude only BatchNorm parameters, and exclude
+# only biases. The results are frozen files written by `nox -s experiments`;
+# the build only reads them, and the preset line says at what scale they were
+# measured.
+
+# %%
+from hw2lib.results import show_experiment
+
+show_experiment("e2")
