@@ -93,8 +93,9 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def experiments(session: nox.Session) -> None:
-    """Run experiments into docs/results/ (e.g. nox -s experiments -- run all --preset gpu --download).
+    """Run experiments and write their results into docs/results/.
 
+    Example: ``nox -s experiments -- run all --preset gpu --download``.
     Without arguments, lists the experiments and presets. Arguments go to
     ``python -m hw2lib.experiments``; ``-- run --help`` describes them.
     """

@@ -95,7 +95,8 @@ def first_notebook_page(config_path: Path) -> str:
 def print_table(measurements: list[Measurement]) -> None:
     print()
     print(
-        f"Docs build benchmark on {platform.node()} ({os.cpu_count()} CPUs, Python {platform.python_version()})"
+        f"Docs build benchmark on {platform.node()} "
+        f"({os.cpu_count()} CPUs, Python {platform.python_version()})"
     )
     print(f"{'step':<18} {'seconds':>8} {'target':>7}  executed pages")
     for item in measurements:

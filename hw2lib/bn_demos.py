@@ -55,7 +55,7 @@ def cifar10_jpeg_dir() -> Path | None:
 
 @dataclass(frozen=True)
 class ImageBatch:
-    """RGB images of shape ``(N, 3, size, size)``, float32 in ``[0, 1]``, and where they came from."""
+    """RGB images of shape ``(N, 3, size, size)``, float32 in ``[0, 1]``, and their source."""
 
     images: Tensor
     source: str
@@ -116,7 +116,8 @@ def load_image_batch(
     folder = cifar10_jpeg_dir()
     if source == "cifar10" and folder is None:
         raise FileNotFoundError(
-            f"CIFAR-10 JPEG folder not found: set ${CIFAR10_ENV} to a folder with test/<class>/*.jpg"
+            f"CIFAR-10 JPEG folder not found: set ${CIFAR10_ENV} to a folder "
+            "with test/<class>/*.jpg"
         )
     if source == "cifar10" or (source == "auto" and folder is not None and size == 32):
         assert folder is not None
@@ -130,7 +131,7 @@ def load_image_batch(
 
 
 def standardize(images: Tensor) -> Tensor:
-    """Subtract the per-channel mean and divide by the per-channel std of the batch ``(N, C, H, W)``."""
+    """Subtract the per-channel mean and divide by the per-channel std of ``(N, C, H, W)``."""
     mean = images.mean(dim=(0, 2, 3), keepdim=True)
     std = images.std(dim=(0, 2, 3), keepdim=True)
     return (images - mean) / std
@@ -142,7 +143,7 @@ def standardize(images: Tensor) -> Tensor:
 
 
 def channel_mean_var(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Return the per-channel mean and biased variance of ``(N, C, H, W)``, as BatchNorm computes them."""
+    """Return the per-channel mean and biased variance of ``(N, C, H, W)``, as BatchNorm does."""
     return x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
 
 
@@ -215,10 +216,11 @@ class AffineStatistics:
 
 
 def affine_statistics(z: Tensor, gamma: Tensor, beta: Tensor) -> AffineStatistics:
-    """Apply training-mode BatchNorm with affine parameters ``gamma``, ``beta`` to ``z`` ``(N, C, H, W)``.
+    """Apply training-mode BatchNorm with affine parameters ``gamma``, ``beta`` to ``z``.
 
-    Shows that BN hands the ReLU channels with mean ``beta`` and standard
-    deviation ``|gamma|`` (up to ``eps``), not zero mean and unit variance.
+    ``z`` has shape ``(N, C, H, W)``. The result shows that BN hands the ReLU
+    channels with mean ``beta`` and standard deviation ``|gamma|`` (up to
+    ``eps``), not zero mean and unit variance.
     """
     channels = z.shape[1]
     if gamma.shape != (channels,) or beta.shape != (channels,):
@@ -242,7 +244,7 @@ def affine_statistics(z: Tensor, gamma: Tensor, beta: Tensor) -> AffineStatistic
 
 
 def bn_dropout_mlp(in_features: int = 8, hidden: int = 32, out_features: int = 3) -> nn.Sequential:
-    """Build Linear -> BatchNorm1d -> ReLU -> Dropout(0.5) -> Linear, for ``(N, in_features)`` inputs."""
+    """Build Linear -> BatchNorm1d -> ReLU -> Dropout(0.5) -> Linear for ``(N, in_features)``."""
     return nn.Sequential(
         nn.Linear(in_features, hidden),
         nn.BatchNorm1d(hidden),
@@ -253,7 +255,7 @@ def bn_dropout_mlp(in_features: int = 8, hidden: int = 32, out_features: int = 3
 
 
 def output_of_first(model: nn.Module, first: Tensor, others: Tensor, *, seed: int = 0) -> Tensor:
-    """Return the model's output for ``first`` ``(1, ...)`` when batched with ``others`` ``(M, ...)``.
+    """Return the output for ``first`` ``(1, ...)`` when batched with ``others`` ``(M, ...)``.
 
     The random generator is reset to ``seed`` before the forward pass. In
     training mode Dropout then draws the same mask for the same batch size, so
@@ -276,7 +278,7 @@ def batch_dependence(model: nn.Module, first: Tensor, others_a: Tensor, others_b
 
 @dataclass(frozen=True)
 class RunningStatsChange:
-    """BatchNorm state before and after forward passes under ``torch.no_grad()`` with no optimizer."""
+    """BatchNorm state before and after ``torch.no_grad()`` forward passes with no optimizer."""
 
     mean_change: float
     var_change: float
@@ -309,7 +311,8 @@ def running_stats_under_no_grad(model: nn.Module, batches: list[Tensor]) -> Runn
         batches_tracked_before=tracked0,
         batches_tracked_after=int(bn.num_batches_tracked),
         parameters_changed=any(
-            not torch.equal(p0, p.detach()) for p0, p in zip(params0, model.parameters())
+            not torch.equal(p0, p.detach())
+            for p0, p in zip(params0, model.parameters(), strict=True)
         ),
     )
 
@@ -330,7 +333,7 @@ def dropout_under_no_grad(model: nn.Module, x: Tensor) -> float:
             first = model(x)
             second = model(x)
     finally:
-        for m, mode in zip(bns, modes):
+        for m, mode in zip(bns, modes, strict=True):
             m.train(mode)
     return float((first - second).abs().max())
 

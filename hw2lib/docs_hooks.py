@@ -193,7 +193,7 @@ def on_page_content(html_text: str, page: Page, config: MkDocsConfig, files: Fil
 
 
 def _check_equation_labels(html_text: str, page_name: str) -> None:
-    """Fail the build on a duplicate ``\\label`` or an ``\\eqref`` without a ``\\label`` on the page.
+    """Fail the build on a duplicate ``\\label`` or an ``\\eqref`` with no ``\\label`` on the page.
 
     MathJax would render the first as an error and the second as "(???)".
     Code, preformatted outputs and scripts are not searched.

@@ -301,7 +301,10 @@ def excluded_by_bn_substring(model: nn.Module) -> set[str]:
 
 @dataclass(frozen=True)
 class ExclusionRule:
-    """A rule that picks the parameters to leave undecayed: a short key, a label and the function."""
+    """A rule that picks the parameters to leave undecayed.
+
+    It has a short key, a label and the function that returns the excluded names.
+    """
 
     key: str
     label: str

@@ -54,10 +54,10 @@ def html_table(
         style = ' style="text-align:right"' if right else ""
         return f"<{tag}{style}>{html.escape(text)}</{tag}>"
 
-    head = "".join(cell(h, r, "th") for h, r in zip(headers, numeric))
+    head = "".join(cell(h, r, "th") for h, r in zip(headers, numeric, strict=True))
     body = []
     for index, row in enumerate(rows):
-        cells = "".join(cell(v, r, "td") for v, r in zip(row, numeric))
+        cells = "".join(cell(v, r, "td") for v, r in zip(row, numeric, strict=True))
         style = ' style="font-weight:bold"' if index in bold else ""
         body.append(f"<tr{style}>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

@@ -59,7 +59,7 @@ class L2StepDerivation:
 
 
 def derive_l2_step() -> L2StepDerivation:
-    """Derive that one gradient step on ``L + (lambda/2)||w||^2`` shrinks ``w`` by ``1 - eta*lambda``.
+    """Derive that a gradient step on ``L + (lambda/2)||w||^2`` shrinks ``w`` by ``1 - eta*lambda``.
 
     ``L`` is an undefined SymPy function of ``w = (w1, w2, w3)``, so the result
     holds for every differentiable loss.
@@ -202,7 +202,7 @@ class OptimizerDecayStep:
 
     @property
     def ratio(self) -> torch.Tensor:
-        """Elementwise ``after / start``: the same constant for every element under pure shrinking."""
+        """Elementwise ``after / start``, one constant for every element under pure shrinking."""
         return self.after / self.start
 
 

@@ -1,4 +1,4 @@
-"""Real MkDocs builds: a failing cell must fail the build, and the chapter must carry its numbers."""
+"""Real MkDocs builds: a failing cell fails the build, and the chapter carries its numbers."""
 
 from __future__ import annotations
 

@@ -162,13 +162,13 @@ def test_aggregate_training_mean_std(smoke: Path) -> None:
 
 def test_diverged_run_left_out_of_means(smoke: Path) -> None:
     runs = results.load_results(smoke, experiment="e1", preset="smoke")
-    broken = copy.deepcopy([r for r in runs if r["configuration"] == "before_relu"][0])
+    broken = copy.deepcopy(next(r for r in runs if r["configuration"] == "before_relu"))
     broken["seed"] = 7
     broken["status"] = "diverged"
     broken["diverged_step"] = 5
     broken["epochs"] = [dict(broken["epochs"][0], test_accuracy=float("nan"))]
     rows = results.aggregate_training([*runs, broken])
-    before = [row for row in rows if row["configuration"] == "before_relu"][0]
+    before = next(row for row in rows if row["configuration"] == "before_relu")
     assert before["seeds"] == 2
     assert before["diverged"] == [{"seed": 7, "step": 5}]
     assert "seed 7 at step 5" in results.training_table(rows)

@@ -248,7 +248,7 @@ def test_invalid_rank_is_named(r, fragment):
 
 
 def test_numpy_integer_rank_is_accepted():
-    A, B = lr.best_rank_r(GOOD, np.int64(1))
+    A, _B = lr.best_rank_r(GOOD, np.int64(1))
     assert A.shape == (3, 1)
 
 

@@ -1,4 +1,7 @@
-"""Tests for hw2lib.models: parameter counts, argument checks and where BN, ReLU and the addition sit."""
+"""Tests for hw2lib.models.
+
+They cover parameter counts, argument checks and where BN, ReLU and the addition sit.
+"""
 
 from __future__ import annotations
 

@@ -275,7 +275,7 @@ def test_no_decay_names():
 
 
 def test_no_decay_names_unknown_rejected():
-    with pytest.raises(ValueError, match="embed.weight"):
+    with pytest.raises(ValueError, match=r"embed\.weight"):
         optimizer_param_groups(nn.Linear(2, 2), 0.1, no_decay_names=["embed.weight"])
 
 
@@ -330,7 +330,7 @@ CONCRETE_NORMS: tuple[type[nn.Module], ...] = (
 
 
 def count_by_module_type(model: nn.Module) -> tuple[int, int, int]:
-    """Return (norm, bias, all) element counts, walking ``modules()`` and each ``_parameters`` dict."""
+    """Return (norm, bias, all) element counts from ``modules()`` and each ``_parameters`` dict."""
     seen: set[int] = set()
     norm = bias = total = 0
     for module in model.modules():

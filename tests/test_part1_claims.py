@@ -295,7 +295,7 @@ def test_norm_growth():
     eta = sp.symbols("eta", positive=True)
     g = sp.symbols("g1:4", real=True)
     w = sp.symbols("w1:4", real=True)
-    assert sp.simplify(growth + 2 * eta * sum(gi * wi for gi, wi in zip(g, w))) == 0
+    assert sp.simplify(growth + 2 * eta * sum(gi * wi for gi, wi in zip(g, w, strict=True))) == 0
 
 
 @pytest.mark.parametrize("alpha", [0.5, 3.0, 17.0])

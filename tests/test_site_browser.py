@@ -50,7 +50,10 @@ TYPESET_TIMEOUT_MS = 30_000
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
-    reason="/usr/bin/chromium is missing; install Debian's chromium package (apt-get install -y chromium)",
+    reason=(
+        "/usr/bin/chromium is missing; "
+        "install Debian's chromium package (apt-get install -y chromium)"
+    ),
 )
 
 
@@ -149,7 +152,10 @@ def _wait_for_typeset(page) -> None:
 # Visible text that still contains a TeX delimiter outside code, with where it is.
 LEFTOVER_TEX_JS = r"""
 () => {
-  const skip = "code, pre, script, style, textarea, kbd, mjx-container, .clipboard-copy-txt, .md-search, .md-dialog";
+  const skip = [
+    "code", "pre", "script", "style", "textarea", "kbd", "mjx-container",
+    ".clipboard-copy-txt", ".md-search", ".md-dialog",
+  ].join(", ");
   const found = [];
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   while (walker.nextNode()) {
@@ -314,8 +320,8 @@ def test_instant_navigation_typesets_math(browser, built_site: Path, site_url: s
         page.evaluate("window.hw2libSamePage = true")
         clicked = page.evaluate(
             """(url) => {
-                 const link = Array.from(document.querySelectorAll('.md-nav--primary a.md-nav__link'))
-                   .find((candidate) => candidate.href === url);
+                 const links = document.querySelectorAll('.md-nav--primary a.md-nav__link');
+                 const link = Array.from(links).find((candidate) => candidate.href === url);
                  if (!link) return false;
                  link.click();
                  return true;
@@ -404,8 +410,8 @@ def feature_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def _equation_references(page) -> list[tuple[str, str]]:
     """Return each typeset \\eqref as (link target, text read from its assistive MathML)."""
     return [
-        (tuple(item)[0], tuple(item)[1])
-        for item in page.evaluate(
+        (target, text)
+        for target, text in page.evaluate(
             """() => Array.from(document.querySelectorAll('mjx-container'))
                  .filter((math) => math.querySelector('a[href^="#mjx-eqn"]'))
                  .map((math) => [

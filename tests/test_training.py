@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -50,9 +51,9 @@ def test_schedule_warmup_then_decay(schedule: str) -> None:
     rates = [training.learning_rate(step, total, warmup, config) for step in range(total)]
     assert rates[0] == pytest.approx(0.04)
     assert rates[warmup - 1] == pytest.approx(0.4)
-    assert all(a < b for a, b in zip(rates[:warmup], rates[1:warmup], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(rates[:warmup]))
     decay = rates[warmup:]
-    assert all(a >= b for a, b in zip(decay, decay[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(decay))
     assert rates[-1] == pytest.approx(0.4 * 0.05)
 
 

@@ -10,6 +10,7 @@ E1's trained models.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -368,6 +369,18 @@ def factorization_descent(
         steps += 1
 
 
+def _randomized_rank_r(
+    matrix: torch.Tensor, rank: int, *, oversampling: int, power_iterations: int
+) -> torch.Tensor:
+    """Approximate the best rank-``rank`` matrix by a randomized SVD (``torch.svd_lowrank``).
+
+    The SVD keeps ``rank + oversampling`` columns and runs ``power_iterations``
+    power iterations before its factors are cut to ``rank`` columns.
+    """
+    u, s, v = torch.svd_lowrank(matrix, q=rank + oversampling, niter=power_iterations)
+    return (u[:, :rank] * s[:rank]) @ v[:, :rank].T
+
+
 def _median_time(
     function: Callable[[], Any], device: torch.device, budget_s: float = 1.0, max_calls: int = 5
 ) -> tuple[float, Any, int]:
@@ -418,7 +431,7 @@ def _run_e4(context: _Context) -> list[Path]:
 
             # The exact route: the truncated SVD of hw2lib.lowrank (LAPACK, float64).
             svd_time, (best_a, best_b), svd_calls = _median_time(
-                lambda: lowrank.best_rank_r(matrix, rank), torch.device("cpu")
+                functools.partial(lowrank.best_rank_r, matrix, rank), torch.device("cpu")
             )
             floor = lowrank.factorization_loss(matrix, best_a, best_b)
             singular = torch.linalg.svdvals(matrix)
@@ -426,14 +439,13 @@ def _run_e4(context: _Context) -> list[Path]:
 
             on_device = matrix.to(device)
 
-            def randomized() -> torch.Tensor:
-                u, s, v = torch.svd_lowrank(
-                    on_device,
-                    q=rank + settings["lowrank_oversampling"],
-                    niter=settings["lowrank_power_iterations"],
-                )
-                return (u[:, :rank] * s[:rank]) @ v[:, :rank].T
-
+            randomized = functools.partial(
+                _randomized_rank_r,
+                on_device,
+                rank,
+                oversampling=settings["lowrank_oversampling"],
+                power_iterations=settings["lowrank_power_iterations"],
+            )
             lowrank_time, approx, lowrank_calls = _median_time(randomized, device)
             lowrank_loss = float(torch.sum((on_device - approx) ** 2))
 
@@ -445,7 +457,8 @@ def _run_e4(context: _Context) -> list[Path]:
                 torch.from_numpy(start_b).to(device),
             )
             gd_time, descent, gd_calls = _median_time(
-                lambda: factorization_descent(
+                functools.partial(
+                    factorization_descent,
                     on_device,
                     initial,
                     step_size=step_size,
