@@ -44,7 +44,8 @@ from hw2lib.parameters import compare_exclusion_rules, parameter_inventory, spli
 # counts. (c) Each BatchNorm layer has $2C$ parameters. The stem has one
 # 64-channel layer; a stage with $b$ blocks of $C$ channels has $2b$ layers of
 # $C$ channels, plus one shortcut BatchNorm in stages 2 to 4:
-# $2\,[64 + 6\cdot 64 + (8 \cdot 128 + 128) + (12 \cdot 256 + 256) + (6 \cdot 512 + 512)] = 17{,}024$.
+# $2\,[64 + 6\cdot 64 + (8 \cdot 128 + 128) + (12 \cdot 256 + 256) +
+# (6 \cdot 512 + 512)] = 17{,}024$.
 
 # %% tags=["solution"]
 resnet34 = torchvision.models.resnet34(weights=None)

@@ -162,7 +162,8 @@ one = batch_of_one(channels=4, size=8)
 print("BatchNorm1d, input (1, 4):      ValueError:", one.bn1d_error)
 print("BatchNorm2d, input (1, 4, 1, 1): ValueError:", one.bn2d_1x1_error)
 print(
-    f"BatchNorm2d, input (1, 4, 8, 8): differs from instance norm by {one.bn2d_vs_instance_norm:.2g}"
+    "BatchNorm2d, input (1, 4, 8, 8): differs from instance norm by "
+    f"{one.bn2d_vs_instance_norm:.2g}"
 )
 print(
     f"  output change when the image becomes a·x + b per channel: "

@@ -192,7 +192,7 @@ show_math(
 )
 g_syms = sp.symbols("g1:4", real=True)
 w_syms = sp.symbols("w1:4", real=True)
-inner = sum(gi * wi for gi, wi in zip(g_syms, w_syms))
+inner = sum(gi * wi for gi, wi in zip(g_syms, w_syms, strict=True))
 check_equal(
     "the squared norm grows by η²‖g‖² − 2η⟨w, g⟩, which is η²‖g‖² when g ⟂ w",
     sp.simplify(growth + 2 * eta * inner),

@@ -41,9 +41,9 @@ from hw2lib.checks import check, check_close, check_equal
 # $f$ in a direction $(d_a, d_b)$ is
 # $\lVert d_a b + a d_b \rVert_F^2 - 2\langle R, d_a d_b\rangle$. Here
 # $d_a b + a d_b = \sigma_j (u_1 v_j^\top + u_j v_1^\top)$ has squared norm
-# $2\sigma_j^2$, and $\langle R, d_a d_b \rangle = \sigma_j \sigma_1$. The
-# curvature (twice the second-order term over $\lVert (d_a, d_b)\rVert^2 = 2\sigma_j$)
-# is therefore $\left(4\sigma_j^2 - 4\sigma_1\sigma_j\right) / (2\sigma_j) = -2(\sigma_1 - \sigma_j)$.
+# $2\sigma_j^2$, and $\langle R, d_a d_b \rangle = \sigma_j \sigma_1$. The curvature
+# (twice the second-order term over $\lVert (d_a, d_b)\rVert^2 = 2\sigma_j$) is therefore
+# $\left(4\sigma_j^2 - 4\sigma_1\sigma_j\right) / (2\sigma_j) = -2(\sigma_1 - \sigma_j)$.
 # The same construction with any $i < j$ in place of $1$ gives $-2(\sigma_i - \sigma_j)$,
 # which is why only the top choice of triplets is a local minimum.
 
@@ -131,10 +131,10 @@ check_equal(
 
 # %% [markdown] tags=["solution"]
 # **Solution.** (a) In that direction $d_A B^\star + A^\star d_B = 2\sigma_1 u_1 v_1^\top$,
-# with squared norm $4\sigma_1^2$, and $\langle R, d_A d_B\rangle = \sigma_1 \langle R, u_1 v_1^\top\rangle = 0$
-# because the residual $R = \sum_{i > r} \sigma_i u_i v_i^\top$ is orthogonal to
-# $u_1 v_1^\top$. Twice the second-order term, $8\sigma_1^2$, over
-# $\lVert (d_A, d_B)\rVert^2 = 2\sigma_1$ gives $4\sigma_1$.
+# with squared norm $4\sigma_1^2$, and
+# $\langle R, d_A d_B\rangle = \sigma_1 \langle R, u_1 v_1^\top\rangle = 0$ because the residual
+# $R = \sum_{i > r} \sigma_i u_i v_i^\top$ is orthogonal to $u_1 v_1^\top$. Twice the
+# second-order term, $8\sigma_1^2$, over $\lVert (d_A, d_B)\rVert^2 = 2\sigma_1$ gives $4\sigma_1$.
 #
 # (b) and (c) are computed below. Among 200 random invertible $Q$, no optimum is
 # flatter than the balanced one, so with $\eta > 2/(4\sigma_1)$ no minimum is
