@@ -208,7 +208,7 @@ CODE_WITHOUT_COPY_JS = """
 def _expects_math(html: str) -> bool:
     """Tell whether a page's static HTML contains TeX in the elements MathJax typesets."""
     soup = BeautifulSoup(html, "html.parser")
-    for element in soup.select(".arithmatex, .jp-MarkdownOutput, .jp-RenderedLatex"):
+    for element in soup.select(".arithmatex, .jp-RenderedMarkdown, .jp-RenderedLatex"):
         for code in element.select("code, pre"):
             code.decompose()
         if re.search(r"\$|\\\(|\\\[", element.get_text()):

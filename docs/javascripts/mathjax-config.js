@@ -3,8 +3,8 @@
 // MathJax looks for math only in
 // * .arithmatex: Python-Markdown's arithmatex turns $...$ in Markdown pages
 //   into \(...\) inside these elements;
-// * .jp-MarkdownOutput: notebook markdown cells (and text/markdown outputs),
-//   whose $...$ nbconvert leaves untouched;
+// * .jp-RenderedMarkdown: notebook markdown cells and text/markdown outputs
+//   of code cells, whose $...$ nbconvert leaves untouched;
 // * .jp-RenderedLatex: text/latex outputs such as SymPy expressions;
 // * .build-check: "Checked at build" notes, whose claims may contain TeX;
 // * .md-ellipsis: navigation and table-of-contents titles, where a heading's
@@ -29,7 +29,7 @@ window.MathJax = {
   },
   options: {
     ignoreHtmlClass: ".+",
-    processHtmlClass: "arithmatex|jp-MarkdownOutput|jp-RenderedLatex|build-check|md-ellipsis",
+    processHtmlClass: "arithmatex|jp-RenderedMarkdown|jp-RenderedLatex|build-check|md-ellipsis",
   },
   startup: {
     pageReady() {
