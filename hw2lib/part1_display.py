@@ -69,35 +69,43 @@ def show_table(
     *,
     numeric: Sequence[bool] | None = None,
     bold_rows: Iterable[int] = (),
-) -> str:
-    """Display :func:`html_table` in a notebook and return the HTML."""
+) -> None:
+    """Display :func:`html_table` in a notebook.
+
+    The display helpers return None, so a call on a cell's last line adds no
+    ``Out[n]`` repr under what it displays.
+    """
     from IPython.display import HTML
 
-    table = html_table(headers, rows, numeric=numeric, bold_rows=bold_rows)
-    _display(HTML(table))
-    return table
+    _display(HTML(html_table(headers, rows, numeric=numeric, bold_rows=bold_rows)))
 
 
-def show_figure(fig: Figure, *, dpi: int = 110) -> bytes:
-    """Render ``fig`` to PNG, display it in a notebook and return the PNG bytes."""
-    from IPython.display import Image
-
+def figure_png(fig: Figure, *, dpi: int = 110) -> bytes:
+    """Render ``fig`` to PNG bytes, cropped to its content."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    png = buffer.getvalue()
-    _display(Image(data=png, format="png"))
-    return png
+    return buffer.getvalue()
 
 
-def show_math(latex: str) -> str:
-    """Display a LaTeX formula as display math in a notebook and return the HTML.
+def show_figure(fig: Figure, *, dpi: int = 110) -> None:
+    """Render ``fig`` to PNG and display it in a notebook."""
+    from IPython.display import Image
+
+    _display(Image(data=figure_png(fig, dpi=dpi), format="png"))
+
+
+def math_html(latex: str) -> str:
+    """Return a LaTeX formula as display-math HTML for the site's MathJax.
 
     The formula goes into a ``<div class="arithmatex">`` between ``\\[`` and
     ``\\]``. That is the markup pymdownx.arithmatex gives display math on
     Markdown pages, so the site's MathJax set-up renders both the same way.
     """
+    return f'<div class="arithmatex">\\[{html.escape(latex, quote=False)}\\]</div>'
+
+
+def show_math(latex: str) -> None:
+    """Display a LaTeX formula as display math in a notebook (see :func:`math_html`)."""
     from IPython.display import HTML
 
-    markup = f'<div class="arithmatex">\\[{html.escape(latex, quote=False)}\\]</div>'
-    _display(HTML(markup))
-    return markup
+    _display(HTML(math_html(latex)))

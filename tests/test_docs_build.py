@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -75,3 +76,26 @@ def test_nonconvex_page_shows_hessian(built_site: Path) -> None:
     )
     assert re.search(r"eigenvalues?[^.]*-2[^.]*2|eigenvalues?[^.]*2[^.]*-2", text, re.I)
     assert "Checked at build" in text
+
+
+# Reprs that show up when a cell ends in a call whose return value was meant
+# to be discarded: PNG bytes, an HTML string, a results dict, a matplotlib artist.
+STRAY_REPR = re.compile(r"^(b'|'<|\{'|\[?<matplotlib|Text\()")
+
+
+def test_pages_show_no_stray_return_values(built_site: Path) -> None:
+    notebooks = [
+        path for path in built_site.rglob("*.ipynb") if not path.name.endswith(".colab.ipynb")
+    ]
+    assert notebooks, "no executed notebooks were copied into the site"
+    stray = []
+    for path in notebooks:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        for number, cell in enumerate(cells, start=1):
+            for output in cell.get("outputs", []):
+                if output["output_type"] != "execute_result":
+                    continue
+                text = "".join(output["data"].get("text/plain", ""))
+                if STRAY_REPR.match(text):
+                    stray.append(f"{path.relative_to(built_site)} cell {number}: {text[:60]!r}")
+    assert stray == []

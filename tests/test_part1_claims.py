@@ -36,7 +36,7 @@ from hw2lib.parameters import (
     split_parameters,
     stage_totals,
 )
-from hw2lib.part1_display import html_table, show_math
+from hw2lib.part1_display import html_table, math_html
 from hw2lib.weight_decay import (
     decay_only_step,
     derive_l2_step,
@@ -444,8 +444,8 @@ def test_html_table_formats_and_escapes():
     assert 'style="text-align:right"' in table
 
 
-def test_show_math_wraps_for_mathjax():
-    markup = show_math(r"a < b")
+def test_math_html_wraps_for_mathjax():
+    markup = math_html(r"a < b")
     assert markup == '<div class="arithmatex">\\[a &lt; b\\]</div>'
 
 
