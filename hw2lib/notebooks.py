@@ -17,8 +17,8 @@ notebook, each with a SHA-256 of its contents. A page is executed again when
   an entry (so an edit to ``hw2lib/lowrank.py`` re-executes exactly the
   pages that imported it, and a new file in ``docs/results/`` re-executes the
   pages that listed that folder);
-* the Python version or a version in :data:`KEY_PACKAGES` changed, or
-  :data:`CACHE_FORMAT` was bumped.
+* the Python version, a version in :data:`KEY_PACKAGES` or an ``HW2LIB_*``
+  environment variable changed, or :data:`CACHE_FORMAT` was bumped.
 
 Files under ``.nox``, ``.cache``, ``.git``, ``node_modules``, the Python
 environment and the files a page itself wrote are not inputs. An unchanged
@@ -77,6 +77,10 @@ IGNORED_FOLDER_NAMES = frozenset(
 )
 
 CELL_MARKER = re.compile(r"^# %%")
+
+# HW2LIB_* variables that do not change what a page computes: the noxfile's
+# choice of where the shared environment lives.
+UNTRACKED_SETTINGS = frozenset({"HW2LIB_ENV"})
 
 # Runs in the page's kernel before the first cell (IPython's exec_files), so
 # it is not a cell and takes no execution count. Everything lives inside a
@@ -221,7 +225,19 @@ def package_versions() -> dict[str, str]:
 
 
 def environment_digest(versions: dict[str, str]) -> str:
-    return sha256_bytes(f"format={CACHE_FORMAT}\0{json.dumps(versions, sort_keys=True)}".encode())
+    """Hash the cache format, the package versions and the ``HW2LIB_*`` variables.
+
+    ``HW2LIB_*`` variables choose data that pages read from outside the
+    tracked roots (``HW2LIB_CIFAR10_JPEG`` picks the image folder of 1(a)),
+    so setting or changing one re-executes every page.
+    """
+    settings = {
+        name: value
+        for name, value in os.environ.items()
+        if name.startswith("HW2LIB_") and name not in UNTRACKED_SETTINGS
+    }
+    payload = json.dumps({"versions": versions, "settings": settings}, sort_keys=True)
+    return sha256_bytes(f"format={CACHE_FORMAT}\0{payload}".encode())
 
 
 def default_tracked_roots(project_root: Path) -> list[Path]:

@@ -152,6 +152,16 @@ def test_new_file_in_listed_folder_reexecutes_lister(project: Path) -> None:
     assert "files: extra.txt, measured.txt" in _page_text(project / "site", "data")
 
 
+def test_changed_setting_reexecutes_every_page(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # HW2LIB_* variables choose data outside the tracked folders, such as
+    # the CIFAR-10 copy of page 1(a), so a change re-executes every page.
+    monkeypatch.setenv("HW2LIB_CIFAR10_JPEG", str(project / "elsewhere"))
+    report = _build(project)
+    assert sorted(report["executed"]) == ["data.py", "plain.py", "value.py"]
+
+
 def test_executed_notebook_is_offered_for_download(project: Path) -> None:
     site = project / "site"
     notebook = site / "value" / "value.ipynb"
