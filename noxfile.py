@@ -79,7 +79,7 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def serve(session: nox.Session) -> None:
-    """Preview the site on http://127.0.0.1:8000 with live reload."""
+    """Preview the site with live reload at http://127.0.0.1:8000/ plus the site_url path."""
     env = shared_env(session)
     _run(session, env, "mkdocs", "serve", "--dev-addr", "127.0.0.1:8000", *session.posargs)
 

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 1(b) What `train()` and `eval()` switch
+# # 1(b) What train() and eval() switch
 #
 # `model.train()` and `model.eval()` set one boolean, `module.training`, on the
 # model and every submodule. Most layers ignore it. Two kinds of layer in
@@ -75,7 +75,7 @@ check_equal("in eval mode, x's output does not depend on its batch-mates", chang
 # a test-set score or a deployed model needs. In training mode the same image
 # gets a different prediction in a different batch.
 #
-# ## `torch.no_grad()` does not stop BatchNorm from updating
+# ## torch.no_grad() does not stop BatchNorm from updating
 #
 # A classic evaluation bug is a loop that wraps the forward pass in
 # `torch.no_grad()` but never calls `model.eval()`. No optimizer step happens,
@@ -113,7 +113,7 @@ check_equal("in eval mode the running mean does not move", in_eval.mean_change, 
 # The test batches have leaked into the statistics the model will use from now
 # on, and the scores computed in that loop were made with batch statistics.
 #
-# ## `no_grad()` is not `eval()`
+# ## no_grad() is not eval()
 #
 # The two switches are independent. `torch.no_grad()` stops autograd from
 # recording the graph, which saves memory and time, and leaves
@@ -204,8 +204,10 @@ check(
 # with `momentum` $m = 0.1$ by default, where $\mu_B$ and $\sigma_B^2$ are the
 # batch mean and (biased) variance over the $N$ values of a channel; the
 # running variance uses the unbiased estimate. PyTorch's momentum is the
-# weight of the *new* batch. Keras's `BatchNormalization(momentum=0.99)` uses
-# the same update but names the weight of the *old* value, so Keras's 0.99
+# weight of the *new* batch. Keras's `BatchNormalization(momentum=0.99)` keeps
+# the same kind of moving average (its running variance takes the biased batch
+# variance, without the $N/(N-1)$ factor), but its momentum is the weight of
+# the *old* value, so Keras's 0.99
 # corresponds to PyTorch's `momentum=0.01`, and PyTorch's default 0.1
 # corresponds to Keras's 0.9. Porting a model between the two libraries with
 # the number copied unchanged turns an average over roughly the last 100
@@ -241,4 +243,29 @@ for m in (0.1, 0.01):
 # %%
 from hw2lib.results import show_experiment
 
-show_experiment("e3")
+e3 = show_experiment("e3")
+
+# %% [markdown]
+# The frozen results repeat the two effects measured above on a trained
+# network: `eval()` gives one accuracy whatever the batch, and `train()` mode
+# with a batch of one, or with batches of a single class, falls far below it.
+
+# %%
+if e3 is not None:
+    accuracy = {
+        (row["mode"], row["order"], row["batch_size"]): row["accuracy"][0] for row in e3["rows"]
+    }
+    eval_accuracy = accuracy[("eval", "shuffled", 256)]
+    check(
+        "In train() mode with a batch of one, the trained network loses more than "
+        "20 accuracy points against eval()",
+        accuracy[("train", "shuffled", 1)] < eval_accuracy - 0.20,
+        f"train(), batch 1: {accuracy[('train', 'shuffled', 1)]:.1%}; "
+        f"eval(): {eval_accuracy:.1%}",
+    )
+    check(
+        "Class-sorted batches of 256 in train() mode lose more than 10 points against eval()",
+        accuracy[("train", "class-sorted", 256)] < eval_accuracy - 0.10,
+        f"train(), class-sorted 256: {accuracy[('train', 'class-sorted', 256)]:.1%}; "
+        f"eval(): {eval_accuracy:.1%}",
+    )

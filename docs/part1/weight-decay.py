@@ -229,6 +229,10 @@ check_equal(
 # measured.
 
 # %%
-from hw2lib.results import show_experiment
+from IPython.display import Markdown, display
 
-show_experiment("e2")
+from hw2lib.results import describe_training, show_experiment
+
+e2 = show_experiment("e2")
+if e2 is not None:
+    display(Markdown(describe_training(e2["rows"])))
