@@ -88,6 +88,10 @@ def _root(config: MkDocsConfig) -> Path:
 
 
 def on_config(config: MkDocsConfig) -> MkDocsConfig:
+    # mkdocs-jupyter logs two INFO lines per page ("Converting notebook",
+    # "Copied jupyter file"); this hook's own summary line says the same.
+    for name in ("mkdocs.plugins.mkdocs_jupyter", "mkdocs.mkdocs-jupyter"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     root = _root(config)
     _state["root"] = root
     _state["cache_dir"] = root / ".cache" / "executed"
