@@ -109,6 +109,10 @@ class EmptySplitError(DatasetError):
     """A split, or a class folder inside it, contains no images."""
 
 
+class DatasetTooSmallError(DatasetError):
+    """A split has fewer images than the requested run trains or evaluates on."""
+
+
 # -----------------------------------------------------------------------------
 # Locating the data
 
@@ -149,7 +153,34 @@ def locate(data_dir: str | os.PathLike[str], *, download: bool = False) -> DataS
         return DataSource((root / OFFICIAL_FOLDER).resolve(), VARIANT_OFFICIAL)
     if not root.exists():
         raise DatasetNotFoundError(f"CIFAR-10 not found: {root} does not exist; {_FIX_HINT}")
-    raise DatasetLayoutError(
+    raise DatasetLayoutError(_layout_message(root))
+
+
+def _layout_message(root: Path) -> str:
+    """Describe why the existing folder ``root`` contains no CIFAR-10 copy, and the fix."""
+    batches_dir = next(
+        (
+            folder
+            for folder in (root / OFFICIAL_FOLDER, root)
+            if folder.name == OFFICIAL_FOLDER and folder.is_dir()
+        ),
+        None,
+    )
+    if batches_dir is not None:
+        return (
+            f"CIFAR-10 not found in {root}: {batches_dir} exists but contains none of the "
+            f"batch files {', '.join(OFFICIAL_TRAIN_FILES + OFFICIAL_TEST_FILES)}; pass "
+            "--download to fetch them, or copy the contents of the cifar-10-batches-py/ "
+            "folder of the official archive cifar-10-python.tar.gz into it"
+        )
+    has_class_folders = any(entry.is_dir() for entry in root.iterdir())
+    if root.name in ("train", "test") and has_class_folders:
+        return (
+            f"CIFAR-10 not found in {root}: it looks like the {root.name}/ split of an "
+            f"ImageFolder copy; pass its parent folder, --data-dir {root.parent}, which "
+            "holds both train/ and test/"
+        )
+    return (
         f"CIFAR-10 not found in {root}: it has neither {OFFICIAL_FOLDER}/ nor train/ and "
         f"test/ class folders; {_FIX_HINT}"
     )
@@ -383,6 +414,22 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def content_digest(self) -> str:
+        """Return a BLAKE2b hex digest of the images and labels; it changes when either does."""
+        digest = getattr(self, "_content_digest", None)
+        if digest is None:
+            hasher = hashlib.blake2b(digest_size=16)
+            for tensor in (self.images, self.labels):
+                array = tensor.contiguous().cpu().numpy()
+                hasher.update(repr((array.dtype.str, array.shape)).encode())
+                hasher.update(memoryview(array).cast("B"))
+            digest = hasher.hexdigest()
+            # Computed once, because hashing the 150 MB of CIFAR-10 training images
+            # takes a fraction of a second and callers ask once per configuration
+            # and seed. A split's tensors are not changed after loading.
+            self._content_digest = digest
+        return digest
 
 
 def load_split(

@@ -215,6 +215,31 @@ def test_wrong_layout_error(tmp_path: Path, cache_dir: Path) -> None:
     assert "train/ and test/" in str(error.value)
 
 
+@pytest.mark.parametrize("inside", [False, True])
+def test_empty_batches_folder_error(tmp_path: Path, cache_dir: Path, inside: bool) -> None:
+    batches = tmp_path / "cifar" / data.OFFICIAL_FOLDER
+    batches.mkdir(parents=True)
+    data_dir = batches if inside else tmp_path / "cifar"
+    with pytest.raises(DatasetLayoutError) as error:
+        _load(data_dir, cache_dir)
+    message = str(error.value)
+    assert f"{batches} exists but contains none of the batch files" in message
+    assert "data_batch_1" in message
+    assert "test_batch" in message
+    assert "--download" in message
+    assert "cifar-10-python.tar.gz" in message
+    assert "neither" not in message
+
+
+def test_split_folder_error_hints_parent(tmp_path: Path, cache_dir: Path) -> None:
+    make_imagefolder(tmp_path / "jpeg", per_class=1)
+    with pytest.raises(DatasetLayoutError) as error:
+        _load(tmp_path / "jpeg" / "train", cache_dir)
+    message = str(error.value)
+    assert "looks like the train/ split" in message
+    assert f"--data-dir {tmp_path / 'jpeg'}" in message
+
+
 def test_missing_test_split_error(tmp_path: Path, cache_dir: Path) -> None:
     make_imagefolder(tmp_path / "jpeg")
     for path in sorted((tmp_path / "jpeg" / "test").rglob("*"), reverse=True):
@@ -398,6 +423,28 @@ def test_balanced_subset_counts() -> None:
     assert counts.max() - counts.min() <= 1
     assert torch.equal(index, data.balanced_subset(labels, 95, seed=0))
     assert len(data.balanced_subset(labels, None)) == 1000
+
+
+def test_balanced_subset_nested_in_larger() -> None:
+    labels = torch.randperm(10_000, generator=torch.Generator().manual_seed(3)) % 10
+    small = set(data.balanced_subset(labels, 1_000, seed=0).tolist())
+    large = set(data.balanced_subset(labels, 2_000, seed=0).tolist())
+    assert small < large
+
+
+def test_content_digest_tracks_images_and_labels() -> None:
+    split = data.synthetic_split(40)
+    same = data.synthetic_split(40)
+    assert split.content_digest() == same.content_digest()
+
+    relabelled = data.synthetic_split(40)
+    relabelled.labels = relabelled.labels.roll(1)
+    assert relabelled.content_digest() != split.content_digest()
+
+    repainted = data.synthetic_split(40)
+    repainted.images = repainted.images.clone()
+    repainted.images[0, 0, 0, 0] ^= 1
+    assert repainted.content_digest() != split.content_digest()
 
 
 def test_normalize_centers_mean_pixel() -> None:
