@@ -36,6 +36,13 @@ RESULTS_DIR = PROJECT_ROOT / "docs" / "results"
 # When several presets have results, pages show the largest scale.
 PRESET_PREFERENCE = ("gpu", "cpu", "smoke")
 
+# Shown above every smoke-preset table, because those numbers only check the pipeline.
+SMOKE_NOTE = (
+    "**Smoke results, not measurements.** These numbers come from the `smoke` preset: "
+    "synthetic data and a tiny network, run only to check that the pipeline works. "
+    "They say nothing about CIFAR-10 or about the claims of this chapter."
+)
+
 # The commands that produce each experiment's results, shown when they are missing.
 PRODUCE_COMMANDS = {
     "gpu": "nox -s experiments -- run {name} --preset gpu --data-dir data --download",
@@ -360,6 +367,56 @@ def e4_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def scale_description(results: Sequence[dict[str, Any]]) -> str:
+    """Describe the scale of one experiment's results: data, model and sizes it used.
+
+    The preset description states the training scale. E4 uses none of it, so
+    its description lists the matrix sizes and the rank. E3 evaluates E1's
+    models on its own number of test images, which is added.
+    """
+    first = results[0]
+    if "measurements" in first:
+        sizes = sorted({r["measurements"]["size"] for r in results})
+        return (
+            f"square float64 matrices of n = {', '.join(map(str, sizes))}, "
+            f"rank {first['config']['rank']}"
+        )
+    scale = first["preset_description"]
+    if "evaluations" in first:
+        counts = sorted({r["dataset"]["test_images"] for r in results})
+        scale += f"; E3 evaluates on {', '.join(f'{n:,}' for n in counts)} test images"
+    return scale
+
+
+def restored_in_full(result: dict[str, Any]) -> bool:
+    """Return whether a training run restored every epoch from an existing checkpoint.
+
+    Such a run trained nothing in its own process: its recorded wall time is the
+    training time of the run that wrote the checkpoint.
+    """
+    resumed = result.get("resumed_from_epoch") or 0
+    return resumed > 0 and resumed >= len(result.get("epochs", []))
+
+
+def shared_runs(
+    results: Iterable[dict[str, Any]], other: Iterable[dict[str, Any]]
+) -> list[tuple[str, str, list[int]]]:
+    """Find configurations of ``results`` that used the checkpoints of ``other``.
+
+    Returns ``(label, other_label, seeds)`` per configuration, where the two
+    results files of each listed seed name the same checkpoint file, so they
+    report the same trained model.
+    """
+    owners = {r["checkpoint"]: r for r in other if r.get("checkpoint")}
+    found: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for result in results:
+        owner = owners.get(result.get("checkpoint"))
+        if owner is not None:
+            labels = (result["configuration_label"], owner["configuration_label"])
+            found[labels].append(result["seed"])
+    return [(label, other_label, sorted(seeds)) for (label, other_label), seeds in found.items()]
+
+
 def provenance_text(results: Sequence[dict[str, Any]]) -> str:
     """Summarize the provenance of a set of results in one paragraph."""
     if not results:
@@ -372,21 +429,23 @@ def provenance_text(results: Sequence[dict[str, Any]]) -> str:
     if hardware_info.get("device") == "cpu" or not hardware_info["gpu"]:
         machine = f"{hardware_info['cpu']}, {hardware_info['num_threads']} threads"
     started = sorted(r["provenance"]["started_at"] for r in results)
-    wall = sum(r["provenance"]["wall_time_s"] for r in results)
+    restored = [r for r in results if restored_in_full(r)]
+    wall = sum(r["provenance"]["wall_time_s"] for r in results if not restored_in_full(r))
+    wall_text = f"{wall / 60:.1f} min of wall time in total"
+    if restored:
+        wall_text += (
+            f", not counting the {len(restored)} runs restored in full from checkpoints "
+            "that earlier runs trained"
+        )
     seeds = sorted({r["seed"] for r in results})
     dataset = first.get("dataset", {}).get("label", "no dataset")
-    scale = first["preset_description"]
-    if "measurements" in first:
-        # The preset description states the training scale, which E4 does not use.
-        sizes = sorted({r["measurements"]["size"] for r in results})
-        scale = f"matrix sizes {sizes[0]} to {sizes[-1]}, rank {first['config']['rank']}"
     return (
-        f"Data: {dataset}. Preset `{first['preset']}` ({scale}); "
+        f"Data: {dataset}. Preset `{first['preset']}` ({scale_description(results)}); "
         f"seeds {', '.join(map(str, seeds))}; {len(results)} result files. "
         f"Code: commit {', '.join(commits)}{' with uncommitted changes' if dirty else ''}. "
         f"Hardware: {machine}; torch {first['provenance']['torch']}. "
-        f"Run from {started[0]} to {started[-1]} (start times), {wall / 60:.1f} min of "
-        f"wall time in total. Files: docs/results/{first['preset']}/{first['experiment']}/."
+        f"Run from {started[0]} to {started[-1]} (start times), {wall_text}. "
+        f"Files: docs/results/{first['preset']}/{first['experiment']}/."
     )
 
 
@@ -577,6 +636,8 @@ def show_experiment(
     if summary is None:
         _display_markdown(produce_note(experiment))
         return None
+    if summary["preset"] == "smoke":
+        _display_markdown(SMOKE_NOTE)
     _display_markdown(summary["table"])
     _display_figure(summary["figure"])
     _display_markdown(f"*Provenance of the figure above.* {summary['provenance']}")
