@@ -119,6 +119,75 @@ def test_e4_matches_library_descent(smoke: Path) -> None:
         assert measured["svd_lowrank_excess"] >= -1e-9
 
 
+def test_e4_description_names_matrices(smoke: Path) -> None:
+    result = _load(smoke / "smoke" / "e4" / "n32-seed0.json")
+    assert result["preset_description"] == "square float64 matrices of n = 32, 64, rank 3"
+    assert "CIFAR" not in results.provenance_text([result])
+
+
+def test_shared_runs_found_and_not_double_counted(smoke: Path) -> None:
+    e1 = results.load_results(smoke, experiment="e1", preset="smoke")
+    e2 = results.load_results(smoke, experiment="e2", preset="smoke")
+    assert results.shared_runs(e2, e1) == [("exclude biases and BN", "Conv → BN → ReLU", [0, 1])]
+
+    restored = [r for r in e2 if results.restored_in_full(r)]
+    assert {r["configuration"] for r in restored} == {"exclude_bias_and_norm"}
+    trained_wall = sum(r["provenance"]["wall_time_s"] for r in e2 if r not in restored)
+    text = results.provenance_text(e2)
+    assert f"{trained_wall / 60:.1f} min of wall time in total" in text
+    assert "not counting the 2 runs restored in full" in text
+
+
+def _tiny_cifar_preset(monkeypatch) -> None:
+    """Register preset "tiny": the smoke scale, but reading CIFAR-10 folders of 20 images."""
+    from hw2lib.experiments import presets
+
+    tiny = copy.deepcopy(presets.SMOKE)
+    tiny["data"] = "cifar10"
+    tiny["train"].update(epochs=1, batch_size=8)
+    tiny["e3"]["test_size"] = None
+    monkeypatch.setitem(presets.PRESETS, "tiny", tiny)
+
+
+def test_checkpoint_differs_per_dataset(tmp_path: Path, monkeypatch) -> None:
+    from PIL import Image
+
+    from tests.test_data import CLASSES, make_imagefolder
+
+    _tiny_cifar_preset(monkeypatch)
+    make_imagefolder(tmp_path / "a")
+    make_imagefolder(tmp_path / "b")
+    # Folder b differs from folder a in one training image only.
+    replaced = tmp_path / "b" / "train" / CLASSES[0] / "0000.png"
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(replaced)
+
+    def run(data_dir: Path, out: str) -> dict:
+        options = RunOptions(
+            preset="tiny",
+            data_dir=data_dir,
+            results_dir=tmp_path / out,
+            checkpoint_dir=tmp_path / "checkpoints",
+            cache_dir=tmp_path / "cache",
+            seeds=(0,),
+            device="cpu",
+            num_threads=1,
+            progress=False,
+        )
+        run_experiment("e1", options)
+        return _load(tmp_path / out / "tiny" / "e1" / "before_relu-seed0.json")
+
+    first = run(tmp_path / "a", "results-a")
+    second = run(tmp_path / "b", "results-b")
+    again = run(tmp_path / "a", "results-a-again")
+    assert first["resumed_from_epoch"] == 0
+    assert second["resumed_from_epoch"] == 0
+    assert second["checkpoint"] != first["checkpoint"]
+    assert second["dataset"]["path"] == str((tmp_path / "b").resolve())
+    # The same data and options find the first run's finished checkpoint.
+    assert again["checkpoint"] == first["checkpoint"]
+    assert again["resumed_from_epoch"] == 1
+
+
 def test_existing_results_are_kept(smoke: Path, tmp_path: Path) -> None:
     before = (smoke / "smoke" / "e4" / "n32-seed0.json").read_text()
     options = RunOptions(
@@ -272,6 +341,55 @@ def test_cli_corrupt_image_one_line_error(tmp_path: Path) -> None:
     assert "Traceback" not in completed.stderr
 
 
+def test_cli_too_few_images_one_line_error(tmp_path: Path) -> None:
+    from tests.test_data import make_imagefolder
+
+    make_imagefolder(tmp_path / "jpeg", per_class=3)
+    completed = _cli(
+        "run",
+        "e1",
+        "--preset",
+        "cpu",
+        "--data-dir",
+        str(tmp_path / "jpeg"),
+        "--out",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--quiet",
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 2
+    assert "Traceback" not in completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert lines[0].startswith(f"error: {tmp_path / 'jpeg'} has 30 training images")
+    assert "the cpu preset trains on 8,000" in lines[0]
+    assert "full CIFAR-10" in lines[0]
+    assert "--preset smoke" in lines[0]
+
+
+def test_cli_missing_default_data_dir(tmp_path: Path) -> None:
+    completed = _cli("run", "e1", "--preset", "cpu", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert completed.returncode == 2
+    assert "Traceback" not in completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert "--data-dir was not given, and its default, data" in lines[0]
+    assert str(tmp_path / "data") in lines[0]
+    assert "--data-dir PATH" in lines[0]
+    assert "--download" in lines[0]
+
+
+def test_cli_smoke_results_outside_docs(tmp_path: Path) -> None:
+    completed = _cli("run", "e4", "--preset", "smoke", "--seeds", "0", "--quiet", cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    smoke_dir = tmp_path / ".cache" / "smoke-results"
+    assert (smoke_dir / "smoke" / "e4" / "n32-seed0.json").exists()
+    assert "done" in (smoke_dir / "runs.log").read_text()
+    assert not (results.RESULTS_DIR / "smoke").exists()
+
+
 def test_cli_unknown_experiment(tmp_path: Path) -> None:
     completed = _cli("run", "e9", "--out", str(tmp_path), cwd=tmp_path)
     assert completed.returncode == 2
@@ -310,3 +428,4 @@ def test_page_runs_with_and_without_results(
     else:
         assert "nox -s experiments -- run" not in text
         assert "Preset `smoke`" in text
+        assert text.count(results.SMOKE_NOTE) == len(EXPERIMENTS)

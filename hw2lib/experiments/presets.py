@@ -130,3 +130,9 @@ def get_preset(name: str) -> dict[str, Any]:
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return copy.deepcopy(PRESETS[name])
+
+
+def e4_description(settings: dict[str, Any]) -> str:
+    """Describe E4's scale from a preset's ``e4`` settings: the matrix sizes and the rank."""
+    sizes = ", ".join(str(size) for size in settings["sizes"])
+    return f"square float64 matrices of n = {sizes}, rank {settings['rank']}"

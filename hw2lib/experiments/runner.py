@@ -2,9 +2,10 @@
 
 A results file that already exists is kept, so an interrupted run of the
 command picks up where it stopped; ``force`` recomputes. Training runs keep
-their checkpoints under ``checkpoint_dir``, named by a hash of the options that
-determine the weights, so E2 reuses E1's ``before_relu`` runs and E3 reuses
-E1's trained models.
+their checkpoints under ``checkpoint_dir``. A checkpoint's name is a hash of the
+options that determine the weights and of the content of the training and test
+splits. So E2 reuses E1's ``before_relu`` runs and E3 reuses E1's trained
+models, while a run on other data trains from scratch.
 """
 
 from __future__ import annotations
@@ -25,8 +26,15 @@ import numpy as np
 import torch
 
 from hw2lib import results as results_io
-from hw2lib.data import DeviceLoader, Split, balanced_subset, load_split, synthetic_split
-from hw2lib.experiments.presets import get_preset
+from hw2lib.data import (
+    DatasetTooSmallError,
+    DeviceLoader,
+    Split,
+    balanced_subset,
+    load_split,
+    synthetic_split,
+)
+from hw2lib.experiments.presets import e4_description, get_preset
 from hw2lib.experiments.registry import EXPERIMENTS
 from hw2lib.training import TrainConfig, TrainResult, evaluate, resolve_device, train
 
@@ -75,11 +83,35 @@ class _Context:
                     "cache_dir": self.options.cache_dir,
                     "progress": self.options.progress,
                 }
-                self._splits = (
+                splits = (
                     load_split(self.options.data_dir, "train", **kwargs),
                     load_split(self.options.data_dir, "test", **kwargs),
                 )
+                self._check_split_sizes(*splits)
+                self._splits = splits
         return self._splits
+
+    def _check_split_sizes(self, train_split: Split, test_split: Split) -> None:
+        """Raise DatasetTooSmallError when the data has fewer images than the preset uses."""
+        settings = self.preset["train"]
+        name = self.options.preset
+        fix = (
+            "point --data-dir at a folder with the full CIFAR-10 (50,000 training and "
+            "10,000 test images), or run --preset smoke, which needs no data"
+        )
+        batch_size = settings["batch_size"]
+        train_need = max(settings["train_size"] or 0, batch_size)
+        if len(train_split) < train_need:
+            raise DatasetTooSmallError(
+                f"{self.options.data_dir} has {len(train_split):,} training images, but the "
+                f"{name} preset trains on {train_need:,} (batches of {batch_size:,}); {fix}"
+            )
+        test_need = max(settings["test_size"] or 0, self.preset["e3"]["test_size"] or 0, 1)
+        if len(test_split) < test_need:
+            raise DatasetTooSmallError(
+                f"{self.options.data_dir} has {len(test_split):,} test images, but the "
+                f"{name} preset evaluates on {test_need:,}; {fix}"
+            )
 
     def train_config(self, overrides: dict[str, Any], seed: int) -> TrainConfig:
         values = dict(self.preset["train"])
@@ -88,7 +120,17 @@ class _Context:
         return TrainConfig.from_dict(values)
 
     def checkpoint_path(self, config: TrainConfig) -> Path:
-        key = json.dumps(config.training_key(), sort_keys=True)
+        train_split, test_split = self.splits()
+        # The test split is part of the key because the checkpoint stores the
+        # per-epoch test metrics that the results file reports.
+        data = {
+            "variant": train_split.source.variant,
+            "train_images": len(train_split),
+            "test_images": len(test_split),
+            "train_digest": train_split.content_digest(),
+            "test_digest": test_split.content_digest(),
+        }
+        key = json.dumps({"training": config.training_key(), "data": data}, sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         return Path(self.options.checkpoint_dir) / self.options.preset / f"{digest}.pt"
 
@@ -117,7 +159,11 @@ class _Context:
             "configuration_label": label,
             "configuration_index": _configuration_index(experiment, configuration),
             "preset": self.options.preset,
-            "preset_description": self.preset["description"],
+            "preset_description": (
+                e4_description(self.preset["e4"])
+                if experiment == "e4"
+                else self.preset["description"]
+            ),
             "seed": seed,
         }
 
