@@ -93,7 +93,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def experiments(session: nox.Session) -> None:
-    """Run experiments and write their results into docs/results/.
+    """Run experiments and write their results (docs/results/; smoke runs: .cache/smoke-results/).
 
     Example: ``nox -s experiments -- run all --preset gpu --download``.
     Without arguments, lists the experiments and presets. Arguments go to

@@ -167,7 +167,7 @@ if e2 is not None:
         )
 
 # %% [markdown]
-# ## E3: `train()` or `eval()` at test time
+# ## E3: train() or eval() at test time
 #
 # The model of E1 with BN before ReLU is evaluated in two BN modes on a balanced
 # subset of the test images, whose size the text below the table gives. With
