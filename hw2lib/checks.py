@@ -57,9 +57,27 @@ def check(claim: str, condition: bool, detail: str = "") -> None:
     _show(claim, detail)
 
 
+# Longest detail shown in full; a longer one (a list of 62 names, a set of
+# ids) is summarised so that the note stays readable.
+MAX_DETAIL_CHARS = 240
+
+
+def _shorten(value: object) -> str:
+    text = repr(value)
+    if len(text) <= MAX_DETAIL_CHARS // 2:
+        return text
+    size = f" of {len(value)} items" if hasattr(value, "__len__") else ""
+    return f"{type(value).__name__}{size}: {text[: MAX_DETAIL_CHARS // 2 - 20]}…"
+
+
 def check_equal(claim: str, actual: object, expected: object) -> None:
-    """Check that ``actual == expected`` exactly (integers, strings, tuples)."""
-    check(claim, actual == expected, f"computed {actual!r}, expected {expected!r}")
+    """Check that ``actual == expected`` exactly (integers, strings, tuples, sets)."""
+    equal = actual == expected
+    detail = f"computed {actual!r}, expected {expected!r}"
+    # A failure keeps the full values: its message goes to the build log.
+    if equal and len(detail) > MAX_DETAIL_CHARS:
+        detail = f"computed value equals the expected {_shorten(expected)}"
+    check(claim, equal, detail)
 
 
 def check_close(
