@@ -57,8 +57,8 @@ def check(claim: str, condition: bool, detail: str = "") -> None:
     _show(claim, detail)
 
 
-# Longest detail shown in full; a longer one (a list of 62 names, a set of
-# ids) is summarised so that the note stays readable.
+# Maximum length of a detail shown in full in a passing note. A longer one
+# (a list of 62 names, a set of ids) is summarised to keep the note readable.
 MAX_DETAIL_CHARS = 240
 
 
