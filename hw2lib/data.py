@@ -289,8 +289,9 @@ def _read_imagefolder(
     split_dir = root / split
     classes = _class_folders(split_dir)
     if len(classes) != num_classes:
+        noun = "class folder" if len(classes) == 1 else "class folders"
         raise ClassCountError(
-            f"{split_dir} has {len(classes)} class folders "
+            f"{split_dir} has {len(classes)} {noun} "
             f"({', '.join(c.name for c in classes) or 'none'}), but {num_classes} were expected; "
             "add the missing class folders or remove the extra ones"
         )
