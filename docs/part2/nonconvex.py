@@ -121,7 +121,10 @@ branch = np.linspace(0.5, 2.0, 100)
 for sign in (1.0, -1.0):
     ax.plot(sign * branch, sign / branch, "w--", linewidth=1.5)
 ax.plot([0.0], [0.0], "o", color="tab:red", markersize=7, label="saddle at the origin")
-ax.plot([1.0, -1.0], [1.0, -1.0], "w*", markersize=10, label="minima (1, 1), (-1, -1)")
+ax.plot(
+    [1.0, -1.0], [1.0, -1.0], "*", color="white", markeredgecolor="black", markersize=11,
+    label="minima (1, 1), (-1, -1)",
+)
 ax.set_xlabel("a")
 ax.set_ylabel("b")
 ax.set_title(r"$f(a, b) = (1 - ab)^2$; dashed: $ab = 1$")
