@@ -142,6 +142,9 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
         # assignment changes only what mkdocs-jupyter renders (and offers for
         # download); the page keeps its URL and its .py source for MkDocs.
         file.abs_src_path = str(by_source[Path(file.abs_src_path)])
+
+    references_file = files.get_file_from_path(REFERENCES_PAGE)
+    _state["references_url"] = references_file.url if references_file else None
     return files
 
 
@@ -326,7 +329,41 @@ def on_post_page(output: str, page: Page, config: MkDocsConfig) -> str:
     links = getattr(page, "notebook_links", None)
     if links and "colab" in links:
         _write_colab_notebook(page, links["install"])
+    if links:
+        _cite_in_downloads(page, config)
     return output
+
+
+def _cite_in_downloads(page: Page, config: MkDocsConfig) -> None:
+    """Turn ``[@key]`` into Markdown links in the notebooks offered for download.
+
+    mkdocs-jupyter copies the executed notebook next to the page before this
+    hook runs (plugins run first). The links are absolute, built from
+    ``site_url``, so they work in a notebook opened anywhere.
+    """
+    import nbformat
+
+    references_url = _state.get("references_url")
+    if references_url is None:
+        return
+    base = (config.site_url or "").rstrip("/") + "/" + str(references_url)
+    name = Path(page.file.abs_src_path).name
+    folder = Path(page.file.abs_dest_path).parent
+    page_name = f"docs/{page.file.src_uri}"
+    for path in (folder / name, folder / _colab_name(name)):
+        if not path.is_file():
+            continue
+        notebook = nbformat.read(str(path), as_version=4)
+        for cell in notebook.cells:
+            if cell.cell_type != "markdown":
+                continue
+            try:
+                cell.source = references.cite_markdown(
+                    cell.source, _state["bibliography"], lambda key: f"{base}#{key}", page=page_name
+                )
+            except references.BibliographyError as error:
+                raise PluginError(str(error)) from None
+        nbformat.write(notebook, str(path))
 
 
 def _write_colab_notebook(page: Page, requirement: str) -> None:

@@ -253,14 +253,15 @@ def load_bibliography(path: Path) -> dict[str, Entry]:
         raise BibliographyError(f"{path}: {error}") from None
 
 
-def format_citation(group: str, entries: dict[str, Entry], href_for_key, *, page: str) -> str:
-    """Return the HTML for one citation group, the text between ``[`` and ``]``.
+def _cited_entries(
+    group: str, entries: dict[str, Entry], *, page: str
+) -> list[tuple[str, str, Entry]]:
+    """Parse one citation group into ``(key, link text, entry)`` triples.
 
-    ``href_for_key`` maps a key to the URL of its reference-list entry.
     Raises :class:`BibliographyError` naming the key and ``page`` for a key
     that the bibliography lacks.
     """
-    parts = []
+    cited = []
     for item in group.split(";"):
         match = CITED_KEY.fullmatch(item.strip())
         if match is None:
@@ -275,12 +276,40 @@ def format_citation(group: str, entries: dict[str, Entry], href_for_key, *, page
         text = entry.label.rpartition(", ")[2] if suppress_author else entry.label
         if locator:
             text += f", {locator.strip()}"
+        cited.append((key, text, entry))
+    return cited
+
+
+def format_citation(group: str, entries: dict[str, Entry], href_for_key, *, page: str) -> str:
+    """Return the HTML for one citation group, the text between ``[`` and ``]``.
+
+    ``href_for_key`` maps a key to the URL of its reference-list entry.
+    Raises :class:`BibliographyError` naming the key and ``page`` for a key
+    that the bibliography lacks.
+    """
+    parts = []
+    for key, text, entry in _cited_entries(group, entries, page=page):
         title = html.escape(entry.fields.get("title", ""), quote=True)
         parts.append(
             f'<a class="citation" href="{html.escape(href_for_key(key), quote=True)}" '
             f'title="{title}">{html.escape(text)}</a>'
         )
     return '<span class="citation-group">(' + "; ".join(parts) + ")</span>"
+
+
+def cite_markdown(source: str, entries: dict[str, Entry], href_for_key, *, page: str) -> str:
+    """Replace every citation group in Markdown ``source`` with Markdown links.
+
+    Used for the notebooks that readers download, whose markdown cells would
+    otherwise keep the raw ``[@key]`` syntax that only the site renders.
+    """
+
+    def replace(match: re.Match) -> str:
+        cited = _cited_entries(match.group(1), entries, page=page)
+        links = [f"[{text}]({href_for_key(key)})" for key, text, _ in cited]
+        return "(" + "; ".join(links) + ")"
+
+    return CITATION.sub(replace, source)
 
 
 def _authors_html(authors: list[Author]) -> str:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from conftest import NOTEBOOK_HEADER, ROOT, make_project, run_build
+from conftest import NOTEBOOK_HEADER, ROOT, load_config, make_project, run_build
 
 from hw2lib import references
 
@@ -153,6 +154,14 @@ def test_notebook_citation_links(feature_site: Path) -> None:
     assert "[@baldi1989neural]" not in html
     # Outputs are <pre> text: a citation-like string there stays as printed.
     assert "[@he2016deep]" in html
+
+
+def test_downloaded_notebook_has_citation_links(feature_site: Path) -> None:
+    notebook = json.loads((feature_site / "features" / "features.ipynb").read_text("utf-8"))
+    markdown = "".join("".join(cell["source"]) for cell in notebook["cells"][:1])
+    site_url = load_config()["site_url"].rstrip("/")
+    assert f"([Baldi & Hornik, 1989]({site_url}/references/#baldi1989neural))" in markdown
+    assert "[@baldi1989neural]" not in markdown
 
 
 def test_solution_cells_fold_into_details(feature_site: Path) -> None:
