@@ -104,7 +104,11 @@ display(Markdown("\n".join(lines)))
 # the convolution output and the next layer receives a nonnegative signal.
 # With Conv → ReLU → BN, BatchNorm normalizes a rectified signal, half of it
 # exact zeros, and the next layer receives a signed one. Both orders train.
-# The question here is how far apart they end after the same training.
+# The question here is how far apart they end after the same training. In
+# `cifar_resnet18(norm_position="after_relu")` the ReLU that follows the
+# residual addition in torchvision's block moves in front of the block's last
+# BN, so the residual stream is not rectified; E1 compares these two block
+# designs, not BN placement alone.
 
 # %%
 e1 = results.show_experiment("e1")

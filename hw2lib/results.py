@@ -655,7 +655,9 @@ def describe_training(rows: Sequence[dict[str, Any]]) -> str:
         return "Every run diverged, so there is no accuracy to compare."
     best = max(finished, key=lambda row: row["test_accuracy"][0])
     worst = min(finished, key=lambda row: row["test_accuracy"][0])
-    spread = (best["test_accuracy"][0] - worst["test_accuracy"][0]) * 100
+    # The spread is taken between the rounded means that the sentence prints,
+    # so that the three numbers in it agree.
+    spread = round(best["test_accuracy"][0] * 100, 1) - round(worst["test_accuracy"][0] * 100, 1)
     noise = max(row["test_accuracy"][1] for row in finished) * 100
     verdict = (
         "larger than"

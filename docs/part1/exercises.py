@@ -115,7 +115,8 @@ for name in ("densenet121", "mobilenet_v3_small"):
 # **Solution.** (1) Keep BatchNorm in eval mode while the rest of the network
 # trains: it then normalizes with the running statistics from pretraining, which
 # are no longer updated (its $\gamma$ and $\beta$ can still be trained).
-# torchvision's detection models do the same with `FrozenBatchNorm2d`. The trap
+# torchvision's detection models go one step further with `FrozenBatchNorm2d`,
+# which also freezes $\gamma$ and $\beta$ (they are buffers there). The trap
 # is that `model.train()` switches BatchNorm back, so this must be redone after
 # every call. (2) Replace BatchNorm with a normalization that does not use the
 # batch, such as GroupNorm. It normalizes over groups of channels within each

@@ -149,7 +149,9 @@ check_equal("eval() does not turn off gradient recording", records_graph, True)
 #
 # BatchNorm in training mode estimates a variance from the values of each
 # channel in the batch. BatchNorm1d on a batch of one has a single value per
-# channel, and PyTorch raises an error rather than divide by a variance of zero.
+# channel: the normalized value is always 0, so the output is the constant
+# $\beta$ whatever the input, and the unbiased running variance would divide
+# by $N - 1 = 0$. PyTorch raises an error instead.
 # BatchNorm2d on one image still has $H \times W$ values per channel, so it
 # runs, but its statistics come from that one image. It then computes
 # instance normalization: each channel of the image is shifted and scaled to
@@ -235,9 +237,10 @@ for m in (0.1, 0.01):
 #
 # The demonstrations above use a small untrained model. Experiment E3 takes
 # the ResNet-18 trained in E1 and evaluates it on the test set in `eval()`
-# mode and in `train()` mode, at test batch sizes 1, 16 and 256 and on
-# batches sorted by class, where every image in a batch shares one label and
-# the batch statistics are far from the training statistics. The results are
+# mode and in `train()` mode, at test batch sizes 1, 16 and 256, and on a
+# balanced test subset sorted by label (100 images per class), so that a batch
+# of 16 holds one or two classes and a batch of 256 three or four, and the
+# batch statistics are far from the training statistics. The results are
 # frozen files written by `nox -s experiments`; the build only reads them.
 
 # %%
@@ -248,7 +251,7 @@ e3 = show_experiment("e3")
 # %% [markdown]
 # The frozen results repeat the two effects measured above on a trained
 # network: `eval()` gives one accuracy whatever the batch, and `train()` mode
-# with a batch of one, or with batches of a single class, falls far below it.
+# with a batch of one, or with class-sorted batches, falls far below it.
 
 # %%
 if e3 is not None:

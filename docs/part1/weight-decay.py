@@ -67,7 +67,11 @@ check_equal(
 # the running root mean square of that gradient, so the decay no longer
 # shrinks in proportion to $w$. Loshchilov and Hutter [@loshchilov2019decoupled]
 # separate the two again ("decoupled" decay, AdamW): the optimizer multiplies
-# $w$ by $1 - \eta\lambda$ outside the adaptive step.
+# $w$ by $1 - \eta\lambda$ outside the adaptive step. That is PyTorch's
+# `AdamW`, which scales the decay by the learning rate $\eta$; in Loshchilov
+# and Hutter's algorithm the decay is scaled by the schedule multiplier
+# $\eta_t$ instead of Adam's step size, so the same $\lambda$ means different
+# decay in the two conventions.
 
 # %%
 lr, wd = 0.1, 0.01
@@ -104,10 +108,10 @@ check_close(
 # BatchNorm shift $\beta$ or the classifier's bias, zero is not simpler, only a
 # particular offset: the ReLU threshold at the raw pre-activation, or equal
 # class priors. For BatchNorm's scale $\gamma$, zero switches the channel off.
-# Some BatchNorm layers end a residual branch: the second BN of each block and
-# the shortcut's BN. There, shrinking $\gamma$ and $\beta$ shrinks the branch
-# against the identity path, which changes the function rather than
-# regularizing it. These
+# The second BN of each block ends its residual branch. There, shrinking
+# $\gamma$ and $\beta$ shrinks the branch against the shortcut (the identity,
+# or in the three downsampling blocks a 1×1 convolution with its own BN),
+# which changes the function rather than regularizing it. These
 # are also few numbers: in `resnet18`, 9,600 BatchNorm parameters and 1,000
 # biases out of 11.7 million ([1(c)](../inventory/)), so there is little
 # capacity to control, only a bias toward zero. He et al.'s "bag of tricks"
