@@ -90,10 +90,18 @@ for name in ("densenet121", "mobilenet_v3_small"):
         rules["name"].norm_numel_excluded,
         0,
     )
+    # An independent count: every parameter owned directly by a BatchNorm layer.
+    batchnorm_numel = sum(
+        p.numel()
+        for module in net.modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+        for p in module.parameters(recurse=False)
+    )
     check(
         f"{name}: the module-type rule catches them all",
-        rules["module_type"].norm_numel_excluded == split_parameters(net).numel("norm") > 0,
-        f"{rules['module_type'].norm_numel_excluded:,} elements",
+        rules["module_type"].norm_numel_excluded == batchnorm_numel > 0,
+        f"{rules['module_type'].norm_numel_excluded:,} elements, "
+        f"{batchnorm_numel:,} in BatchNorm layers",
     )
     check_equal(
         f"{name}: the shape rule excludes the same tensors as the module-type rule",
