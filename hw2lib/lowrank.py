@@ -302,8 +302,9 @@ def unpack(theta: np.ndarray, m: int, n: int, r: int) -> tuple[np.ndarray, np.nd
 def hessian(X: MatrixLike, A: MatrixLike, B: MatrixLike) -> np.ndarray:
     """Return the Hessian of f at (A, B) as a symmetric (mr + rn)×(mr + rn) matrix.
 
-    With R = X − AB and column-major vec, the second-order term of f is
-    2‖dA B + A dB‖²_F − 4⟨R, dA dB⟩, which gives the blocks
+    With R = X − AB and column-major vec, the quadratic form vᵀHv for the
+    direction v = (vec dA, vec dB) is 2‖dA B + A dB‖²_F − 4⟨R, dA dB⟩, twice the
+    second-order Taylor term of f. It gives the blocks
 
         H_AA = 2 (BBᵀ ⊗ I_m),   H_BB = 2 (I_n ⊗ AᵀA),
         H_AB[(i,k), (l,j)] = 2 A_il B_kj − 2 δ_kl R_ij,

@@ -145,9 +145,11 @@ check_equal(
 # \tag{2}\label{eq:lr-balance}
 # $$
 #
-# so the imbalance $A^\top A - BB^\top$ is conserved. SymPy confirms this for
-# symbolic $X$ ($3 \times 2$), $A$ and $B$ with $r = 2$, differentiating $f$
-# entry by entry:
+# so the imbalance $A^\top A - BB^\top$ is conserved. Du, Hu and Lee prove
+# this invariance, and its analogue between adjacent layers of deeper
+# homogeneous networks [@du2018algorithmic]. SymPy confirms it for symbolic
+# $X$ ($3 \times 2$), $A$ and $B$ with $r = 2$, differentiating $f$ entry by
+# entry:
 
 # %%
 flow = symbolic.gradient_flow_invariant(3, 2, 2)
@@ -192,9 +194,14 @@ check(
 # has the same nonzero eigenvalues as $(BB^\top)(A^\top A) = (A^\top A)^2$, so
 # $A^\top A = BB^\top$ has eigenvalues $\sigma_1, \dots, \sigma_r$, and the pair
 # is \eqref{eq:lr-gauge} with an orthogonal $Q$. A small balanced start has
-# imbalance $0$, so gradient descent ends near such a point. A start with a
-# large $A$ and a small $B$ keeps its imbalance and ends at a different
-# optimum: same product and loss, but an unbalanced split.
+# imbalance $0$, so gradient descent ends near such a point. Any small start
+# has a small imbalance, which is how Du, Hu and Lee show that layers end up
+# nearly balanced without explicit regularization [@du2018algorithmic].
+# Arora, Cohen and Hazan assume that a deep linear network starts balanced,
+# which gradient flow then preserves, and derive the dynamics of the
+# end-to-end matrix from it [@arora2018optimization]. A start with a large
+# $A$ and a small $B$ keeps its imbalance and ends at a different optimum: same
+# product and loss, but an unbalanced split.
 
 # %%
 sigma_r = np.linalg.svd(X, compute_uv=False)[:r]
