@@ -148,16 +148,10 @@ def parse_name(raw: str) -> Author:
 def _read_value(text: str, index: int, key: str) -> tuple[str, int]:
     """Read one field value starting at ``index``; return it and the index after it."""
     if text[index] == "{":
-        depth, start = 0, index
-        while index < len(text):
-            if text[index] == "{":
-                depth += 1
-            elif text[index] == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start + 1 : index], index + 1
-            index += 1
-        raise BibliographyError(f"entry {key!r}: unbalanced braces in a field value")
+        end = _closing_brace(text, index)
+        if end is None:
+            raise BibliographyError(f"entry {key!r}: unbalanced braces in a field value")
+        return text[index + 1 : end], end + 1
     if text[index] == '"':
         end = index + 1
         depth = 0
@@ -178,8 +172,8 @@ def _read_value(text: str, index: int, key: str) -> tuple[str, int]:
     return match.group(0), match.end()
 
 
-def _entry_body(text: str, start: int) -> tuple[str, int]:
-    """Return the text between the entry's opening brace at ``start`` and its closing brace."""
+def _closing_brace(text: str, start: int) -> int | None:
+    """Return the index of the brace that closes the one at ``start``, or None if none does."""
     depth = 0
     for index in range(start, len(text)):
         if text[index] == "{":
@@ -187,8 +181,16 @@ def _entry_body(text: str, start: int) -> tuple[str, int]:
         elif text[index] == "}":
             depth -= 1
             if depth == 0:
-                return text[start + 1 : index], index + 1
-    raise BibliographyError(f"unbalanced braces in the entry starting at offset {start}")
+                return index
+    return None
+
+
+def _entry_body(text: str, start: int) -> tuple[str, int]:
+    """Return the text between the entry's opening brace at ``start`` and its closing brace."""
+    end = _closing_brace(text, start)
+    if end is None:
+        raise BibliographyError(f"unbalanced braces in the entry starting at offset {start}")
+    return text[start + 1 : end], end + 1
 
 
 def parse_bibtex(text: str) -> dict[str, Entry]:

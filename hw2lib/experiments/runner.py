@@ -168,6 +168,15 @@ class _Context:
         }
 
 
+def _save_result(context: _Context, path: Path, record: dict, summary: str) -> None:
+    """Write one results file atomically and log the run in the results folder's runs.log."""
+    results_io.write_result(path, record)
+    results_io.append_log(
+        context.options.results_dir,
+        f"{context.options.preset} {summary} -> {path.name}",
+    )
+
+
 def _configuration_index(experiment: str, configuration: str) -> int:
     names = list(EXPERIMENTS[experiment].configurations)
     return names.index(configuration) if configuration in names else 0
@@ -238,11 +247,11 @@ def _train_configuration(
             "epochs": result.history,
         }
     )
-    results_io.write_result(path, record)
-    results_io.append_log(
-        context.options.results_dir,
-        f"{context.options.preset} {experiment} {configuration} seed={seed} "
-        f"status={record['status']} wall={wall:.1f}s -> {path.name}",
+    _save_result(
+        context,
+        path,
+        record,
+        f"{experiment} {configuration} seed={seed} status={record['status']} wall={wall:.1f}s",
     )
     return result, path
 
@@ -355,11 +364,7 @@ def _run_e3(context: _Context) -> list[Path]:
                 "evaluations": evaluations,
             }
         )
-        results_io.write_result(path, record)
-        results_io.append_log(
-            context.options.results_dir,
-            f"{context.options.preset} e3 bn_mode seed={seed} status=ok -> {path.name}",
-        )
+        _save_result(context, path, record, f"e3 bn_mode seed={seed} status=ok")
         paths.append(path)
     return paths
 
@@ -580,11 +585,7 @@ def _run_e4(context: _Context) -> list[Path]:
                     "measurements": measurements,
                 }
             )
-            results_io.write_result(path, record)
-            results_io.append_log(
-                context.options.results_dir,
-                f"{context.options.preset} e4 {configuration} seed={seed} status=ok -> {path.name}",
-            )
+            _save_result(context, path, record, f"e4 {configuration} seed={seed} status=ok")
             paths.append(path)
     return paths
 
