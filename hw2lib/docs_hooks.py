@@ -1,10 +1,10 @@
 """MkDocs hooks: execute the chapter's pages, resolve citations, fold solutions, serve MathJax.
 
 mkdocs.yml loads this file with ``hooks:``. MkDocs runs hooks after the
-plugins for each event, so :func:`on_files` sees the pages that mkdocs-jupyter
-has already claimed as notebooks. It executes the stale ones through
-:mod:`hw2lib.notebooks` and points each page at its executed ``.ipynb``;
-mkdocs-jupyter, configured with ``execute: false``, only renders it.
+plugins for each event, so :func:`on_files` receives the pages that
+mkdocs-jupyter has already claimed as notebooks. It executes the stale ones
+through :mod:`hw2lib.notebooks` and points each page at its executed
+``.ipynb``. mkdocs-jupyter, configured with ``execute: false``, only renders it.
 
 :func:`on_page_content` then works on each page's HTML:
 
@@ -89,7 +89,7 @@ def _root(config: MkDocsConfig) -> Path:
 
 def on_config(config: MkDocsConfig) -> MkDocsConfig:
     # mkdocs-jupyter logs two INFO lines per page ("Converting notebook",
-    # "Copied jupyter file"); this hook's own summary line says the same.
+    # "Copied jupyter file"). This hook's own summary line reports the same.
     for name in ("mkdocs.plugins.mkdocs_jupyter", "mkdocs.mkdocs-jupyter"):
         logging.getLogger(name).setLevel(logging.WARNING)
     root = _root(config)
@@ -139,8 +139,8 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     by_source = {result.source: result.executed for result in results}
     for file in notebook_files:
         # NotebookFile forwards attribute reads to the File it wraps, so this
-        # assignment changes only what mkdocs-jupyter renders (and offers for
-        # download); the page keeps its URL and its .py source for MkDocs.
+        # assignment changes only what mkdocs-jupyter renders and offers for
+        # download. The page keeps its URL and its .py source for MkDocs.
         file.abs_src_path = str(by_source[Path(file.abs_src_path)])
 
     references_file = files.get_file_from_path(REFERENCES_PAGE)

@@ -2,7 +2,7 @@
 
 Each page is a jupytext percent-format ``.py`` file. :func:`execute_pages`
 runs the pages whose inputs changed and stores the executed notebooks as
-``.ipynb`` files in a cache folder; mkdocs-jupyter then renders those
+``.ipynb`` files in a cache folder. mkdocs-jupyter then renders those
 without executing anything.
 
 While a page runs, an audit hook inside its kernel (:data:`KERNEL_TRACKER`)

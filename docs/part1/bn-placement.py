@@ -14,10 +14,10 @@
 # # 1(a) BatchNorm before ReLU
 #
 # In torchvision's ResNet every convolution is followed by BatchNorm, and BN
-# comes before the ReLU: Conv → BN → ReLU [@he2016deep]. (What follows the BN
-# differs for two kinds of convolution: a block's second convolution is added
-# to the shortcut before the ReLU, and the 1×1 shortcut convolutions have no
-# ReLU at all.) That is the placement Ioffe and Szegedy chose when they
+# comes before the ReLU: Conv → BN → ReLU [@he2016deep]. Two kinds of
+# convolution differ in what follows the BN. A block's second convolution is
+# added to the shortcut before the ReLU, and the 1×1 shortcut convolutions have
+# no ReLU at all. That is the placement Ioffe and Szegedy chose when they
 # introduced BatchNorm [@ioffe2015batch]: they normalize the affine output $Wu$
 # of a layer, not its input $u$. They argue that $Wu$ is more likely to have a
 # symmetric, non-sparse distribution, while the distribution of $u$, the
@@ -117,7 +117,7 @@ check(
 # The histograms below pool all channels. Top: what enters BatchNorm. Bottom:
 # what the next convolution receives, with BatchNorm's $\gamma = 1$, $\beta = 0$
 # as at initialization. With BN first, the next layer receives nonnegative values
-# and about half zeros. With ReLU first, it sees signed values, and all the
+# and about half zeros. With ReLU first, it receives signed values, and all the
 # zeros of one channel land on a single negative value, $-\mu_B/\sigma_B$.
 
 
