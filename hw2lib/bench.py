@@ -5,11 +5,14 @@ same optimizer, loss and batch size for the same number of steps, on an
 ImageFolder copy of CIFAR-10:
 
 1. :func:`hw2lib.training.train`: the split decoded once into a uint8 tensor
-   (read from the cache), batches cropped and flipped on the device.
+   (read from the cache), batches cropped and flipped on the device, weights
+   and inputs channels-last, once per ``--precision`` (``auto`` is float32 on
+   the CPU and bfloat16 autocast on CUDA).
 2. A plain loop over ``torch.utils.data.DataLoader`` on
    ``torchvision.datasets.ImageFolder`` with per-image transforms (random crop
    with 4-pixel padding, horizontal flip, ``ToTensor``, ``Normalize``), which
-   decodes every JPEG again in every epoch.
+   decodes every JPEG again in every epoch. The model stays in the default
+   layout and in float32, as such a loop would leave it.
 
 It prints images per second for both and their ratio. It is a benchmark, not a
 test: the figures depend on the machine and on what else runs on it.
@@ -20,20 +23,30 @@ test: the figures depend on the machine and on what else runs on it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from hw2lib.data import CIFAR10_MEAN, CIFAR10_STD, DatasetError, load_split, locate
-from hw2lib.training import TrainConfig, build_model, build_optimizer, resolve_device, train
+from hw2lib.training import (
+    PRECISIONS,
+    TrainConfig,
+    build_model,
+    build_optimizer,
+    cpu_has_bfloat16,
+    resolve_device,
+    train,
+)
 
 
-def bench_trainer(config: TrainConfig, data_dir: Path, cache_dir: Path | None) -> dict[str, float]:
+def bench_trainer(config: TrainConfig, data_dir: Path, cache_dir: Path | None) -> dict[str, Any]:
     """Train ``config`` (one epoch of steps x batch images) with :func:`train`; return its speed."""
     tick = time.perf_counter()
     train_split = load_split(data_dir, "train", cache_dir=cache_dir)
@@ -42,6 +55,7 @@ def bench_trainer(config: TrainConfig, data_dir: Path, cache_dir: Path | None) -
     result = train(config, train_split, test_split, progress=False)
     epoch = result.history[0]
     return {
+        "precision": result.precision,
         "images_per_s": epoch["images_per_s"],
         "train_time_s": epoch["train_time_s"],
         "load_time_s": load_time,
@@ -125,6 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: all cores)"
     )
+    parser.add_argument(
+        "--precision",
+        default=None,
+        help="comma-separated trainer precisions to measure: auto, float32, bfloat16 "
+        "(default: float32,bfloat16 on a CPU with native bfloat16 units, auto elsewhere, "
+        "which is float32 on the CPU and bfloat16 autocast on CUDA)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="decoded-dataset cache folder")
     args = parser.parse_args(argv)
@@ -133,6 +154,15 @@ def main(argv: list[str] | None = None) -> int:
         worker_counts = [int(part) for part in args.workers.split(",") if part.strip()]
     except ValueError:
         parser.error(f"--workers must be integers separated by commas, not {args.workers!r}")
+    if args.precision is None:
+        native = resolve_device(args.device).type == "cpu" and cpu_has_bfloat16()
+        args.precision = "float32,bfloat16" if native else "auto"
+    precisions = [part.strip() for part in args.precision.split(",") if part.strip()]
+    unknown = [name for name in precisions if name not in PRECISIONS]
+    if unknown or not precisions:
+        parser.error(
+            f"--precision takes {', '.join(PRECISIONS)} separated by commas, not {args.precision!r}"
+        )
 
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
@@ -150,7 +180,12 @@ def main(argv: list[str] | None = None) -> int:
         compile=False,
     )
     try:
-        trainer = bench_trainer(config, args.data_dir, args.cache_dir)
+        trainers = {
+            name: bench_trainer(
+                dataclasses.replace(config, precision=name), args.data_dir, args.cache_dir
+            )
+            for name in precisions
+        }
         baselines = {
             workers: bench_dataloader(config, args.data_dir, args.steps, workers)
             for workers in worker_counts
@@ -163,18 +198,21 @@ def main(argv: list[str] | None = None) -> int:
         f"model: CIFAR ResNet-18, width {args.width}; batch {args.batch_size}; {args.steps} steps; "
         f"device {args.device}, {threads} torch threads"
     )
-    print(
-        f"trainer (uint8 tensors on the device, batched crop+flip): "
-        f"{trainer['images_per_s']:8.1f} images/s  ({trainer['train_time_s']:.1f} s; "
-        f"one-time dataset load {trainer['load_time_s']:.2f} s"
-        f"{' from the cache' if trainer['from_cache'] else ', decoded'})"
-    )
     for workers, baseline in baselines.items():
-        ratio = trainer["images_per_s"] / baseline["images_per_s"]
         print(
-            f"DataLoader, ImageFolder, per-image transforms, {workers} workers: "
-            f"{baseline['images_per_s']:8.1f} images/s  ({baseline['train_time_s']:.1f} s); "
-            f"trainer / DataLoader: {ratio:.2f}x"
+            f"DataLoader, ImageFolder, per-image transforms, float32, {workers} workers: "
+            f"{baseline['images_per_s']:8.1f} images/s  ({baseline['train_time_s']:.1f} s)"
+        )
+    for trainer in trainers.values():
+        ratios = ", ".join(
+            f"{trainer['images_per_s'] / baseline['images_per_s']:.2f}x over {workers} workers"
+            for workers, baseline in baselines.items()
+        )
+        print(
+            f"trainer, {trainer['precision']}: {trainer['images_per_s']:8.1f} images/s  "
+            f"({trainer['train_time_s']:.1f} s; one-time dataset load "
+            f"{trainer['load_time_s']:.2f} s"
+            f"{' from the cache' if trainer['from_cache'] else ', decoded'}); {ratios}"
         )
     return 0
 

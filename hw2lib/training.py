@@ -12,9 +12,13 @@ resumed run ends with the same metrics as an uninterrupted one, because
 * the learning rate is a pure function of the step, so no scheduler state exists,
 * the model, the optimizer (momentum buffers) and the RNG states are restored.
 
-On CUDA the run uses bfloat16 autocast, channels-last tensors and
-``torch.compile`` (falling back to eager mode with a logged warning when the
-compiler fails). On the CPU it runs in float32 with an explicit thread count.
+Tensors are stored channels-last on every device: on a 2-core Xeon the CPU
+step of the width-16 network took 148 ms channels-last against 176 ms in the
+default layout. On CUDA the run uses bfloat16 autocast and ``torch.compile``
+(falling back to eager mode with a logged warning when the compiler fails). On
+the CPU it runs in float32 with an explicit thread count, unless
+``precision="bfloat16"`` asks for autocast there too (fast only on CPUs with
+native bfloat16 units such as AMX; slower than float32 elsewhere).
 NOTE: the CUDA path has not been run yet, because the machines this project
 was developed on have no GPU; the tests cover the CPU path only.
 
@@ -65,7 +69,7 @@ class TrainConfig:
     final_lr_fraction: float = 0.0  # learning rate at the last step, as a fraction of lr
     label_smoothing: float = 0.1  # probability mass spread over all classes
     width: int = 64  # channels of the first ResNet stage
-    norm_position: str = "before_relu"  # "before_relu" or "after_relu"
+    norm_position: str = "before_relu"  # one of hw2lib.models.NORM_POSITIONS
     num_classes: int = 10
     train_size: int | None = None  # balanced training subset, None for the whole split
     test_size: int | None = None  # balanced test subset, None for the whole split
@@ -74,6 +78,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" picks CUDA when available
     num_threads: int | None = None  # CPU threads; None uses os.cpu_count()
     compile: bool = True  # torch.compile on CUDA; ignored on the CPU
+    precision: str = "auto"  # "auto" (bfloat16 on CUDA, float32 on the CPU), "float32", "bfloat16"
 
     # Fields that change speed or placement but not the numbers a run computes;
     # a checkpoint written with other values of these still resumes.
@@ -95,6 +100,20 @@ class TrainConfig:
         return cls(**values)
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """Return the autocast dtype of ``precision`` on ``device``, or None for float32."""
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"precision must be one of {', '.join(map(repr, PRECISIONS))}, not {precision!r}"
+        )
+    if precision == "bfloat16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
 @dataclass
 class TrainResult:
     """Metrics of a finished (or diverged) run and the trained model."""
@@ -107,6 +126,7 @@ class TrainResult:
     device: str
     num_threads: int
     compiled: bool
+    precision: str  # "float32" or "bfloat16" (the autocast dtype the run used)
     model: nn.Module = field(repr=False)
 
     @property
@@ -222,14 +242,16 @@ def evaluate(
     *,
     mode: str = "eval",
     amp: bool = False,
-    channels_last: bool = False,
+    channels_last: bool = True,
 ) -> dict[str, float]:
     """Return the mean cross-entropy loss and the accuracy of ``model`` on ``loader``.
 
     ``mode="eval"`` uses BatchNorm's running statistics. ``mode="train"``
     normalizes every batch with its own statistics, as during training; it runs
     on a copy of the model so the running statistics of ``model`` stay as they
-    are. ``model`` ends in the mode it was in before the call.
+    are. ``model`` ends in the mode it was in before the call. ``amp`` runs the
+    forward pass under bfloat16 autocast; ``channels_last`` passes the inputs in
+    the layout :func:`train` keeps the weights in.
     """
     was_training = model.training
     if mode == "eval":
@@ -290,13 +312,17 @@ def train(
     """
     device = resolve_device(config.device)
     on_cuda = device.type == "cuda"
+    amp_dtype = autocast_dtype(config.precision, device)
+    if amp_dtype is not None and not on_cuda and not cpu_has_bfloat16():
+        logger.warning(
+            "this CPU has no native bfloat16 support; precision='bfloat16' will run slower "
+            "than float32"
+        )
     num_threads = config.num_threads or os.cpu_count() or 1
     if not on_cuda:
         torch.set_num_threads(num_threads)
 
-    model = build_model(config).to(device)
-    if on_cuda:
-        model = model.to(memory_format=torch.channels_last)
+    model = build_model(config).to(device, memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config)
 
     train_images, train_labels = _select(train_split, config.train_size)
@@ -341,7 +367,9 @@ def train(
     check_every = 25 if on_cuda else 1
 
     def run_step(inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):
+        with torch.autocast(
+            device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None
+        ):
             logits = step_model(inputs)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
@@ -370,9 +398,7 @@ def train(
             lr = learning_rate(step, total_steps, warmup_steps, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            inputs = normalize(images)
-            if on_cuda:
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            inputs = normalize(images).contiguous(memory_format=torch.channels_last)
             try:
                 loss, batch_correct = run_step(inputs, labels)
             except Exception as error:
@@ -399,7 +425,7 @@ def train(
         if diverged_step is not None:
             logger.warning("loss is not finite at step %d; the run diverged", diverged_step)
         else:
-            test = evaluate(model, test_loader, amp=on_cuda, channels_last=on_cuda)
+            test = evaluate(model, test_loader, amp=amp_dtype is not None)
             seen = steps_per_epoch * config.batch_size
             metrics = {
                 "epoch": epoch + 1,
@@ -449,8 +475,17 @@ def train(
         device=str(device),
         num_threads=num_threads if not on_cuda else torch.get_num_threads(),
         compiled=compiled,
+        precision="float32" if amp_dtype is None else "bfloat16",
         model=model,
     )
+
+
+def cpu_has_bfloat16() -> bool:
+    """Return whether oneDNN runs bfloat16 natively on this CPU (AVX-512 BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _compile(model: nn.Module) -> tuple[nn.Module, bool]:

@@ -77,6 +77,28 @@ def test_train_records_epoch_metrics(splits, tmp_path: Path) -> None:
         assert row["epoch_time_s"] >= row["train_time_s"] > 0
     assert result.num_threads == 1
     assert result.device == "cpu"
+    assert result.precision == "float32"  # "auto" keeps the CPU in float32
+    conv = result.model.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert not conv.is_contiguous()
+
+
+def test_bfloat16_autocast_on_cpu_trains(splits) -> None:
+    result = training.train(_config(epochs=1, precision="bfloat16"), *splits, progress=False)
+    assert result.precision == "bfloat16"
+    assert not result.diverged
+    assert math.isfinite(result.final["test_loss"])
+    # Autocast computes in bfloat16 but the weights stay float32.
+    assert result.model.conv1.weight.dtype == torch.float32
+
+
+def test_precision_changes_the_training_key() -> None:
+    assert _config().training_key() != _config(precision="bfloat16").training_key()
+
+
+def test_unknown_precision_is_rejected(splits) -> None:
+    with pytest.raises(ValueError, match=r"'float32'.*not 'fp16'"):
+        training.train(_config(precision="fp16"), *splits, progress=False)
 
 
 def test_checkpoint_loads_weights_only(splits, tmp_path: Path) -> None:

@@ -237,6 +237,7 @@ def _train_configuration(
             # experiment with the same training options trained the model.
             "resumed_from_epoch": result.resumed_from_epoch,
             "compiled": result.compiled,
+            "precision": result.precision,
             "checkpoint": checkpoint.name,
             "provenance": results_io.provenance(
                 started_at=started,
@@ -307,7 +308,7 @@ def _run_e3(context: _Context) -> list[Path]:
         }
 
         evaluations = []
-        on_cuda = device.type == "cuda"
+        amp = trained.precision == "bfloat16"
         for order, permutation in orders.items():
             for batch_size in settings["batch_sizes"]:
                 if order == "class-sorted" and batch_size == 1:
@@ -321,7 +322,7 @@ def _run_e3(context: _Context) -> list[Path]:
                 )
                 for mode in ("eval", "train"):
                     clock_eval = time.perf_counter()
-                    metrics = evaluate(model, loader, mode=mode, amp=on_cuda, channels_last=on_cuda)
+                    metrics = evaluate(model, loader, mode=mode, amp=amp)
                     evaluations.append(
                         {
                             "mode": mode,
