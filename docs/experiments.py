@@ -107,15 +107,16 @@ display(Markdown("\n".join(lines)))
 # The question here is how far apart they end after the same training. In
 # `cifar_resnet18(norm_position="after_relu")` the ReLU that follows the
 # residual addition in torchvision's block moves in front of the block's last
-# BN, so the residual stream is not rectified; E1 compares these two block
-# designs, not BN placement alone.
+# BN, so the residual stream is not rectified. The third design,
+# `"after_relu_add_relu"`, keeps that ReLU too; comparing it with the other two
+# separates the final ReLU from the place of BN.
 
 # %%
 e1 = results.show_experiment("e1")
 
 # %%
 if e1 is not None:
-    display(Markdown(results.describe_training(e1["rows"])))
+    display(Markdown(results.describe_e1(e1["rows"])))
 
 # %% [markdown]
 # ## E2: which parameters get weight decay

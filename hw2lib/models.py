@@ -16,8 +16,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-NormPosition = Literal["before_relu", "after_relu"]
-NORM_POSITIONS: tuple[str, ...] = ("before_relu", "after_relu")
+NormPosition = Literal["before_relu", "after_relu", "after_relu_add_relu"]
+NORM_POSITIONS: tuple[str, ...] = ("before_relu", "after_relu", "after_relu_add_relu")
 
 NormLayer = Callable[[int], nn.Module]
 
@@ -55,7 +55,15 @@ class BasicBlock(nn.Module):
     the ReLU that the other order applies after the addition has moved in front
     of ``bn2``. Both orders use two ReLUs per block.
 
-    In both orders, ``shortcut`` is the identity when the shape is kept, and
+    ``norm_position="after_relu_add_relu"``: the ``after_relu`` branch, with
+    the ReLU after the addition kept as well (three ReLUs per block)::
+
+        out = relu(bn2(relu(conv2(bn1(relu(conv1(x)))))) + shortcut(x))
+
+    Comparing it with ``after_relu`` separates the effect of the final ReLU
+    from the effect of where BatchNorm sits.
+
+    In every order, ``shortcut`` is the identity when the shape is kept, and
     otherwise ``downsample`` = 1x1 convolution (with the block's stride) followed
     by BatchNorm, with no ReLU, so the shortcut's BN sits just before the addition.
 
@@ -91,6 +99,8 @@ class BasicBlock(nn.Module):
             return self.relu(out + identity)
         out = self.bn1(self.relu(self.conv1(x)))
         out = self.bn2(self.relu(self.conv2(out)))
+        if self.norm_position == "after_relu_add_relu":
+            return self.relu(out + identity)
         return out + identity
 
 
@@ -201,19 +211,21 @@ def cifar_resnet18(
       the residual addition comes after the second BN and is followed by ReLU.
     * ``"after_relu"``: Conv -> ReLU -> BN. In each block the residual addition
       comes after the second BN and no ReLU follows it.
+    * ``"after_relu_add_relu"``: Conv -> ReLU -> BN as in ``"after_relu"``, and
+      a ReLU after each block's addition as in ``"before_relu"``.
 
-    In both, a shortcut that changes shape is a 1x1 convolution followed by BN
+    In all three, a shortcut that changes shape is a 1x1 convolution followed by BN
     (no ReLU) whose output goes straight into the addition; see
     :class:`BasicBlock` for the formulas.
 
     With ``width=64`` and 10 classes the model has 11,173,962 parameters in
-    either order. ``width`` is the channel count of the stem and the first
+    every order. ``width`` is the channel count of the stem and the first
     stage; smaller values give a cheap model for CPU runs.
     ``norm_layer`` takes a channel count and returns a module, as in
     torchvision (for example ``lambda c: nn.GroupNorm(8, c)``).
 
     Raises ``ValueError`` for an unknown ``norm_position`` (the allowed values
-    are ``"before_relu"`` and ``"after_relu"``) or a ``width`` or
+    are listed in ``NORM_POSITIONS``) or a ``width`` or
     ``num_classes`` that is not a positive integer.
     """
     return CifarResNet(

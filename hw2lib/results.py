@@ -678,3 +678,38 @@ def loglog_slope(sizes: Sequence[float], times: Sequence[float]) -> float:
     """Return the least-squares slope of log(time) against log(size)."""
     slope, _ = np.polyfit(np.log(np.asarray(sizes, float)), np.log(np.asarray(times, float)), 1)
     return float(slope)
+
+
+def describe_difference(rows: Sequence[dict[str, Any]], first: str, second: str) -> str | None:
+    """Describe how far configuration ``second`` ends from ``first`` in final test accuracy.
+
+    Returns None when either configuration has no finished run. The difference
+    is taken between the rounded means that the sentence prints, and it is set
+    against the larger of the two seed standard deviations.
+    """
+    by_name = {row["configuration"]: row for row in rows if row["seeds"] > 0}
+    if first not in by_name or second not in by_name:
+        return None
+    a, b = by_name[first], by_name[second]
+    mean_a = round(a["test_accuracy"][0] * 100, 1)
+    mean_b = round(b["test_accuracy"][0] * 100, 1)
+    difference = mean_b - mean_a
+    noise = max(a["test_accuracy"][1], b["test_accuracy"][1]) * 100
+    verdict = "more than twice" if abs(difference) > 2 * noise else "less than twice"
+    return (
+        f"{b['label']} against {a['label']}: {mean_b:.1f}% against {mean_a:.1f}%, "
+        f"{difference:+.1f} points, {verdict} the larger seed standard deviation "
+        f"({noise:.1f} points)."
+    )
+
+
+# The E1 pairs that isolate one change each: the ReLU after the addition, and
+# the place of BN with that ReLU kept.
+E1_PAIRS = (("after_relu", "after_relu_add_relu"), ("before_relu", "after_relu_add_relu"))
+
+
+def describe_e1(rows: Sequence[dict[str, Any]]) -> str:
+    """Describe E1: the spread over all block designs, then the pairs that isolate one change."""
+    sentences = [describe_difference(rows, first, second) for first, second in E1_PAIRS]
+    bullets = "\n".join(f"* {text}" for text in sentences if text is not None)
+    return describe_training(rows) + ("\n\n" + bullets if bullets else "")

@@ -221,12 +221,43 @@ def test_factorization_descent_reaches_floor() -> None:
 
 def test_aggregate_training_mean_std(smoke: Path) -> None:
     rows = results.aggregate_training(results.load_results(smoke, experiment="e1", preset="smoke"))
-    assert [row["configuration"] for row in rows] == ["before_relu", "after_relu"]
+    assert [row["configuration"] for row in rows] == [
+        "before_relu",
+        "after_relu",
+        "after_relu_add_relu",
+    ]
     for row in rows:
         assert row["seeds"] == 2
         mean, std = row["test_accuracy"]
         assert 0.0 <= mean <= 1.0
         assert std >= 0.0
+
+
+def _row(name: str, mean: float, std: float, seeds: int = 3) -> dict:
+    return {
+        "configuration": name,
+        "label": name.upper(),
+        "seeds": seeds,
+        "test_accuracy": (mean, std),
+    }
+
+
+def test_describe_difference_sets_gap_against_noise() -> None:
+    rows = [_row("a", 0.504, 0.002), _row("b", 0.529, 0.007)]
+    text = results.describe_difference(rows, "a", "b")
+    assert text == (
+        "B against A: 52.9% against 50.4%, +2.5 points, more than twice the larger seed "
+        "standard deviation (0.7 points)."
+    )
+    close = results.describe_difference([_row("a", 0.504, 0.02), _row("b", 0.51, 0.01)], "b", "a")
+    assert "-0.6 points, less than twice" in close
+    assert "(2.0 points)" in close
+
+
+def test_describe_difference_needs_finished_runs() -> None:
+    rows = [_row("a", 0.5, 0.01), _row("b", float("nan"), 0.0, seeds=0)]
+    assert results.describe_difference(rows, "a", "b") is None
+    assert results.describe_difference(rows, "a", "missing") is None
 
 
 def test_diverged_run_left_out_of_means(smoke: Path) -> None:

@@ -58,6 +58,7 @@ def test_bad_norm_position_rejected(bad):
     assert repr(bad) in str(error.value)
     assert "'before_relu'" in str(error.value)
     assert "'after_relu'" in str(error.value)
+    assert "'after_relu_add_relu'" in str(error.value)
 
 
 @pytest.mark.parametrize("bad", [0, -4, 2.5, True, "64"])
@@ -132,26 +133,52 @@ def test_after_relu_order():
     assert (seen["layer2.0.downsample.1:in"] < 0).any()
 
 
+def test_after_relu_add_relu_order():
+    torch.manual_seed(0)
+    model = cifar_resnet18(width=8, norm_position="after_relu_add_relu").train()
+    seen = record_inputs_and_outputs(
+        model, ["bn1", "layer1.0.bn1", "layer1.0.bn2", "layer1.0"], torch.randn(4, 3, 32, 32)
+    )
+    assert (seen["bn1:in"] >= 0).all()
+    assert (seen["layer1.0.bn1:in"] >= 0).all()
+    assert (seen["layer1.0.bn2:in"] >= 0).all()
+    # The ReLU after the addition is kept, so block outputs are non-negative again.
+    assert (seen["layer1.0:out"] >= 0).all()
+    assert (seen["layer1.0:out"] == 0).any()
+
+
+def test_after_relu_variants_share_weights_layout():
+    # The two after-ReLU orders differ by a parameter-free ReLU only.
+    torch.manual_seed(0)
+    plain = cifar_resnet18(width=8, norm_position="after_relu").eval()
+    with_relu = cifar_resnet18(width=8, norm_position="after_relu_add_relu").eval()
+    with_relu.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert not torch.allclose(plain(x), with_relu(x))
+        block_plain, block_relu = plain.layer1[0], with_relu.layer1[0]
+        features = torch.randn(2, 8, 8, 8)
+        assert torch.equal(torch.relu(block_plain(features)), block_relu(features))
+
+
 def silence_main_branch(block: BasicBlock) -> None:
     with torch.no_grad():
         block.bn2.weight.zero_()
         block.bn2.bias.zero_()
 
 
-def test_addition_position_before_relu():
-    block = BasicBlock(4, 4, norm_position="before_relu").eval()
+@pytest.mark.parametrize(
+    ("position", "rectified"),
+    [("before_relu", True), ("after_relu", False), ("after_relu_add_relu", True)],
+)
+def test_addition_position(position, rectified):
+    # With the main branch silenced, the block returns the addition's result,
+    # through the final ReLU when the order has one.
+    block = BasicBlock(4, 4, norm_position=position).eval()
     silence_main_branch(block)
     x = torch.randn(2, 4, 6, 6)
     with torch.no_grad():
-        assert torch.equal(block(x), torch.relu(x))
-
-
-def test_addition_position_after_relu():
-    block = BasicBlock(4, 4, norm_position="after_relu").eval()
-    silence_main_branch(block)
-    x = torch.randn(2, 4, 6, 6)
-    with torch.no_grad():
-        assert torch.equal(block(x), x)
+        assert torch.equal(block(x), torch.relu(x) if rectified else x)
 
 
 @pytest.mark.parametrize("position", NORM_POSITIONS)
@@ -161,7 +188,7 @@ def test_shortcut_bn_feeds_addition(position):
     x = torch.randn(2, 8, 8, 8)
     with torch.no_grad():
         shortcut = block.downsample(x)
-        expected = torch.relu(shortcut) if position == "before_relu" else shortcut
+        expected = shortcut if position == "after_relu" else torch.relu(shortcut)
         assert torch.allclose(block(x), expected)
 
 

@@ -216,25 +216,27 @@ check(
 # recipe, and neither order wins by a margin that carries over from one setup
 # to the next.
 #
-# This chapter runs its own ablation: `hw2lib.models.cifar_resnet18` with
-# `norm_position="before_relu"` and `norm_position="after_relu"`, trained on
-# CIFAR-10 with everything else equal. Moving BN behind the ReLU inside a
-# residual block also moves a ReLU: in the `after_relu` block the second
-# convolution is followed by ReLU → BN before the addition, so no ReLU follows
-# the addition and the residual stream is not rectified. The ablation
-# therefore compares two block designs, BN placement together with that
-# change, and not BN placement alone. The site build never trains: the cell
-# below reads the frozen results files that `nox -s experiments` wrote (see
-# the [Experiments](../../experiments/) page for all of them and for how to
-# reproduce them). The preset line says at what scale they were measured; a
-# reduced CPU run shows the direction of an effect at best, not the
-# full-scale difference.
+# This chapter runs its own ablation: `hw2lib.models.cifar_resnet18` trained
+# on CIFAR-10 with everything else equal, in three block designs. Moving BN
+# behind the ReLU inside a residual block also moves a ReLU. In torchvision's
+# block the second convolution goes through BN, then the addition, then ReLU.
+# With `norm_position="after_relu"` that ReLU moves in front of the BN, so no
+# ReLU follows the addition and the residual stream is not rectified. With
+# `norm_position="after_relu_add_relu"` the block keeps a ReLU after the
+# addition as well. The two Conv → ReLU → BN designs differ by that final
+# ReLU only. Conv → BN → ReLU and the design that keeps the final ReLU differ
+# in where BN sits (and in one more ReLU inside the branch). The site build
+# never trains: the cell below reads the frozen results files that
+# `nox -s experiments` wrote (see the [Experiments](../../experiments/) page
+# for all of them and for how to reproduce them). The preset line says at
+# what scale they were measured; a reduced CPU run shows the direction of an
+# effect at best, not the full-scale difference.
 
 # %%
 from IPython.display import Markdown, display
 
-from hw2lib.results import describe_training, show_experiment
+from hw2lib.results import describe_e1, show_experiment
 
 e1 = show_experiment("e1")
 if e1 is not None:
-    display(Markdown(describe_training(e1["rows"])))
+    display(Markdown(describe_e1(e1["rows"])))

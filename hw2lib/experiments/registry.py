@@ -21,10 +21,15 @@ EXPERIMENTS: dict[str, Experiment] = {
     "e1": Experiment(
         "e1",
         "E1: BatchNorm before or after ReLU",
-        "train ResNet-18 with Conv-BN-ReLU and with Conv-ReLU-BN",
+        "train ResNet-18 with Conv-BN-ReLU and with Conv-ReLU-BN, the latter with and "
+        "without a ReLU after each residual addition",
         {
             "before_relu": ("Conv → BN → ReLU", {"norm_position": "before_relu"}),
             "after_relu": ("Conv → ReLU → BN", {"norm_position": "after_relu"}),
+            "after_relu_add_relu": (
+                "Conv → ReLU → BN, ReLU after the addition",
+                {"norm_position": "after_relu_add_relu"},
+            ),
         },
     ),
     "e2": Experiment(
