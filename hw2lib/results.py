@@ -680,9 +680,12 @@ def loglog_slope(sizes: Sequence[float], times: Sequence[float]) -> float:
     return float(slope)
 
 
-def describe_difference(rows: Sequence[dict[str, Any]], first: str, second: str) -> str | None:
+def describe_difference(
+    rows: Sequence[dict[str, Any]], first: str, second: str, change: str
+) -> str | None:
     """Describe how far configuration ``second`` ends from ``first`` in final test accuracy.
 
+    ``change`` names what differs between the two, and opens the sentence.
     Returns None when either configuration has no finished run. The difference
     is taken between the rounded means that the sentence prints, and it is set
     against the larger of the two seed standard deviations.
@@ -697,7 +700,7 @@ def describe_difference(rows: Sequence[dict[str, Any]], first: str, second: str)
     noise = max(a["test_accuracy"][1], b["test_accuracy"][1]) * 100
     verdict = "more than twice" if abs(difference) > 2 * noise else "less than twice"
     return (
-        f"{b['label']} against {a['label']}: {mean_b:.1f}% against {mean_a:.1f}%, "
+        f"{change}: {mean_a:.1f}% ({a['label']}) → {mean_b:.1f}% ({b['label']}), "
         f"{difference:+.1f} points, {verdict} the larger seed standard deviation "
         f"({noise:.1f} points)."
     )
@@ -705,11 +708,22 @@ def describe_difference(rows: Sequence[dict[str, Any]], first: str, second: str)
 
 # The E1 pairs that isolate one change each: the ReLU after the addition, and
 # the place of BN with that ReLU kept.
-E1_PAIRS = (("after_relu", "after_relu_add_relu"), ("before_relu", "after_relu_add_relu"))
+E1_PAIRS = (
+    (
+        "after_relu",
+        "after_relu_add_relu",
+        "With BN after ReLU, adding a ReLU after the residual addition",
+    ),
+    (
+        "before_relu",
+        "after_relu_add_relu",
+        "With a ReLU after the addition in both, moving BN behind the ReLU",
+    ),
+)
 
 
 def describe_e1(rows: Sequence[dict[str, Any]]) -> str:
     """Describe E1: the spread over all block designs, then the pairs that isolate one change."""
-    sentences = [describe_difference(rows, first, second) for first, second in E1_PAIRS]
+    sentences = [describe_difference(rows, *pair) for pair in E1_PAIRS]
     bullets = "\n".join(f"* {text}" for text in sentences if text is not None)
     return describe_training(rows) + ("\n\n" + bullets if bullets else "")

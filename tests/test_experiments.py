@@ -244,20 +244,43 @@ def _row(name: str, mean: float, std: float, seeds: int = 3) -> dict:
 
 def test_describe_difference_sets_gap_against_noise() -> None:
     rows = [_row("a", 0.504, 0.002), _row("b", 0.529, 0.007)]
-    text = results.describe_difference(rows, "a", "b")
+    text = results.describe_difference(rows, "a", "b", "Switching")
     assert text == (
-        "B against A: 52.9% against 50.4%, +2.5 points, more than twice the larger seed "
+        "Switching: 50.4% (A) → 52.9% (B), +2.5 points, more than twice the larger seed "
         "standard deviation (0.7 points)."
     )
-    close = results.describe_difference([_row("a", 0.504, 0.02), _row("b", 0.51, 0.01)], "b", "a")
+    close = results.describe_difference(
+        [_row("a", 0.504, 0.02), _row("b", 0.51, 0.01)], "b", "a", "Back"
+    )
     assert "-0.6 points, less than twice" in close
     assert "(2.0 points)" in close
 
 
+def test_describe_e1_lists_isolating_pairs() -> None:
+    rows = [
+        _row("before_relu", 0.524, 0.008),
+        _row("after_relu", 0.548, 0.014),
+        _row("after_relu_add_relu", 0.476, 0.014),
+    ]
+    text = results.describe_e1(rows)
+    overall, bullets = text.split("\n\n")
+    assert overall.startswith("Mean final test accuracy runs from 47.6%")
+    assert bullets.splitlines() == [
+        "* With BN after ReLU, adding a ReLU after the residual addition: 54.8% (AFTER_RELU) "
+        "→ 47.6% (AFTER_RELU_ADD_RELU), -7.2 points, more than twice the larger seed "
+        "standard deviation (1.4 points).",
+        "* With a ReLU after the addition in both, moving BN behind the ReLU: 52.4% "
+        "(BEFORE_RELU) → 47.6% (AFTER_RELU_ADD_RELU), -4.8 points, more than twice the "
+        "larger seed standard deviation (1.4 points).",
+    ]
+    # Results from before the third design existed describe the spread only.
+    assert "\n" not in results.describe_e1(rows[:2])
+
+
 def test_describe_difference_needs_finished_runs() -> None:
     rows = [_row("a", 0.5, 0.01), _row("b", float("nan"), 0.0, seeds=0)]
-    assert results.describe_difference(rows, "a", "b") is None
-    assert results.describe_difference(rows, "a", "missing") is None
+    assert results.describe_difference(rows, "a", "b", "Switching") is None
+    assert results.describe_difference(rows, "a", "missing", "Switching") is None
 
 
 def test_diverged_run_left_out_of_means(smoke: Path) -> None:
