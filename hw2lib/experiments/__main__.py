@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(PRESETS),
         default="smoke",
         help="scale of the run: smoke (synthetic data, seconds), cpu (CIFAR-10 subset; E1-E3 "
-        "took 27 min on 2 shared Xeon cores), gpu (full CIFAR-10); default: smoke",
+        "took 15 min on 2 Xeon cores), gpu (full CIFAR-10); default: smoke",
     )
     run.add_argument(
         "--data-dir",

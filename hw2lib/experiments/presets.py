@@ -3,9 +3,10 @@
 * ``smoke``: synthetic CIFAR-shaped data and a tiny network; the whole pipeline
   in seconds, for tests and CI. Its numbers mean nothing.
 * ``cpu``: a balanced subset of CIFAR-10, a ResNet-18 of width 16 and a few
-  epochs. E1-E3 took 27 minutes on a 2-core Xeon shared with other jobs, where
-  training ran at 70-700 images/s. It shows the direction of each effect at a
-  reduced scale, not the accuracies of a full run.
+  epochs. E1-E3 took 15 minutes (E4 3 more) on a 2-core Xeon with nothing
+  else running, where training ran at 720-890 images/s. It shows the
+  direction of each effect at a reduced scale, not the accuracies of a full
+  run.
 * ``gpu``: full CIFAR-10 and ResNet-18 of width 64, the reference recipe.
   NOTE: this recipe targets more than 93% test accuracy on the official data
   (batch 512, 35 epochs, label smoothing). It has not been run yet, because
