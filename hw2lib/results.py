@@ -417,6 +417,21 @@ def shared_runs(
     return [(label, other_label, sorted(seeds)) for (label, other_label), seeds in found.items()]
 
 
+def _run_precision(result: dict[str, Any]) -> str | None:
+    """Return the arithmetic a training result ran in, or None for runs that train nothing."""
+    if "precision" in result:
+        return result["precision"]
+    requested = result.get("config", {}).get("precision")
+    if requested is None:
+        return None
+    # Files written before the resolved precision was recorded: "auto" means
+    # bfloat16 autocast on CUDA and float32 elsewhere.
+    if requested == "auto":
+        on_cuda = result["provenance"]["hardware"].get("device", "").startswith("cuda")
+        return "bfloat16" if on_cuda else "float32"
+    return requested
+
+
 def provenance_text(results: Sequence[dict[str, Any]]) -> str:
     """Summarize the provenance of a set of results in one paragraph."""
     if not results:
@@ -428,6 +443,9 @@ def provenance_text(results: Sequence[dict[str, Any]]) -> str:
     machine = hardware_info["gpu"] or hardware_info["cpu"]
     if hardware_info.get("device") == "cpu" or not hardware_info["gpu"]:
         machine = f"{hardware_info['cpu']}, {hardware_info['num_threads']} threads"
+    precisions = sorted({p for p in map(_run_precision, results) if p is not None})
+    if precisions:
+        machine += f", {' and '.join(precisions)}"
     started = sorted(r["provenance"]["started_at"] for r in results)
     restored = [r for r in results if restored_in_full(r)]
     wall = sum(r["provenance"]["wall_time_s"] for r in results if not restored_in_full(r))

@@ -77,6 +77,7 @@ def test_training_result_has_provenance(smoke: Path) -> None:
     assert result["provenance"]["hardware"]["device"] == "cpu"
     assert result["provenance"]["hardware"]["num_threads"] == 1
     assert len(result["provenance"]["git_commit"]) == 40
+    assert result["precision"] == "float32"  # "auto" on the CPU
     epochs = result["epochs"]
     assert [row["epoch"] for row in epochs] == [1, 2, 3]
     assert {"train_loss", "test_accuracy", "images_per_s", "epoch_time_s"} <= set(epochs[0])
@@ -186,6 +187,56 @@ def test_checkpoint_differs_per_dataset(tmp_path: Path, monkeypatch) -> None:
     # The same data and options find the first run's finished checkpoint.
     assert again["checkpoint"] == first["checkpoint"]
     assert again["resumed_from_epoch"] == 1
+
+
+def test_precision_option_reaches_results(tmp_path: Path, monkeypatch) -> None:
+    from hw2lib.experiments.__main__ import main
+    from tests.test_data import make_imagefolder
+
+    _tiny_cifar_preset(monkeypatch)
+    make_imagefolder(tmp_path / "data")
+    code = main(
+        [
+            "run",
+            "e3",
+            "--preset",
+            "tiny",
+            "--precision",
+            "bfloat16",
+            "--seeds",
+            "0",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--quiet",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "out"),
+            "--checkpoint-dir",
+            str(tmp_path / "checkpoints"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
+    assert code == 0
+    # E3 trains its model through E1, so both files exist and record the precision.
+    e1 = _load(tmp_path / "out" / "tiny" / "e1" / "before_relu-seed0.json")
+    e3 = _load(tmp_path / "out" / "tiny" / "e3" / "bn_mode-seed0.json")
+    assert e1["config"]["precision"] == "bfloat16"
+    assert e1["precision"] == "bfloat16"
+    assert e3["precision"] == "bfloat16"
+    assert "1 threads, bfloat16;" in results.provenance_text([e1])
+
+
+def test_provenance_derives_precision_of_older_files(smoke: Path) -> None:
+    older = _load(smoke / "smoke" / "e3" / "bn_mode-seed0.json")
+    del older["precision"]
+    assert older["config"]["precision"] == "auto"
+    assert ", float32;" in results.provenance_text([older])
+    older["provenance"]["hardware"].update(device="cuda:0", gpu="NVIDIA H200")
+    assert "NVIDIA H200, bfloat16;" in results.provenance_text([older])
 
 
 def test_existing_results_are_kept(smoke: Path, tmp_path: Path) -> None:

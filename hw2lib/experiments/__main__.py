@@ -26,7 +26,7 @@ from hw2lib.data import DatasetError, DatasetNotFoundError
 from hw2lib.experiments.presets import PRESETS
 from hw2lib.experiments.registry import EXPERIMENTS
 from hw2lib.experiments.runner import DEFAULT_CHECKPOINT_DIR, RunOptions, run_experiment
-from hw2lib.training import CheckpointMismatchError
+from hw2lib.training import PRECISIONS, CheckpointMismatchError
 
 logger = logging.getLogger("hw2lib.experiments")
 
@@ -124,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU threads for torch (default: the number of CPU cores)",
     )
     run.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="arithmetic of training: auto (bfloat16 autocast on CUDA, float32 on a CPU), "
+        "float32, or bfloat16 (autocast; fast only on CPUs with bfloat16 units such as AMX). "
+        "It changes the results, so results files record it (default: auto)",
+    )
+    run.add_argument(
         "--force", action="store_true", help="recompute results files that already exist"
     )
     run.add_argument("--quiet", action="store_true", help="hide progress bars and INFO logs")
@@ -173,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         download=args.download,
         device=args.device,
         num_threads=args.threads,
+        precision=args.precision,
         force=args.force,
         # Progress bars only on a terminal; a redirected log gets the per-epoch lines.
         progress=not args.quiet and sys.stderr.isatty(),

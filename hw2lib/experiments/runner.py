@@ -56,6 +56,7 @@ class RunOptions:
     download: bool = False
     device: str = "auto"
     num_threads: int | None = None
+    precision: str = "auto"  # see TrainConfig.precision
     force: bool = False  # recompute results files that exist
     progress: bool = True
 
@@ -116,7 +117,12 @@ class _Context:
     def train_config(self, overrides: dict[str, Any], seed: int) -> TrainConfig:
         values = dict(self.preset["train"])
         values.update(overrides)
-        values.update(seed=seed, device=self.options.device, num_threads=self.options.num_threads)
+        values.update(
+            seed=seed,
+            device=self.options.device,
+            num_threads=self.options.num_threads,
+            precision=self.options.precision,
+        )
         return TrainConfig.from_dict(values)
 
     def checkpoint_path(self, config: TrainConfig) -> Path:
@@ -356,6 +362,7 @@ def _run_e3(context: _Context) -> list[Path]:
                     "configuration": "before_relu",
                     "final_test_accuracy": trained.final.get("test_accuracy"),
                 },
+                "precision": trained.precision,
                 "provenance": results_io.provenance(
                     started_at=started,
                     wall_time_s=time.perf_counter() - clock,
