@@ -52,8 +52,8 @@ class BasicBlock(nn.Module):
         out = bn2(relu(conv2(bn1(relu(conv1(x)))))) + shortcut(x)
 
     The residual addition sits after ``bn2``, and no ReLU follows it, because
-    the ReLU that the other order applies after the addition has moved in front
-    of ``bn2``. Both orders use two ReLUs per block.
+    the ReLU that ``before_relu`` applies after the addition has moved in front
+    of ``bn2``. ``before_relu`` and ``after_relu`` both use two ReLUs per block.
 
     ``norm_position="after_relu_add_relu"``: the ``after_relu`` branch, with
     the ReLU after the addition kept as well (three ReLUs per block)::
