@@ -178,6 +178,32 @@ def append_log(results_dir: Path, line: str) -> None:
         file.write(f"{stamp} {line}\n")
 
 
+class RunLog:
+    """The ``runs.log`` lines of one command, written only once it saves a result.
+
+    A command that computes nothing (every results file exists, or the data is
+    missing) leaves the log as it was, so a committed log records only runs
+    that produced files.
+    """
+
+    def __init__(self, results_dir: Path, header: str) -> None:
+        self.results_dir = Path(results_dir)
+        self.header = header
+        self.started = False
+
+    def write(self, line: str) -> None:
+        """Append ``line``, preceded by the command's header line the first time."""
+        if not self.started:
+            append_log(self.results_dir, self.header)
+            self.started = True
+        append_log(self.results_dir, line)
+
+    def close(self, line: str) -> None:
+        """Append the command's last line (``done`` or ``failed: ...``) if it wrote any."""
+        if self.started:
+            append_log(self.results_dir, line)
+
+
 def load_results(
     results_dir: str | os.PathLike[str] | None = None,
     *,
@@ -415,6 +441,46 @@ def shared_runs(
             labels = (result["configuration_label"], owner["configuration_label"])
             found[labels].append(result["seed"])
     return [(label, other_label, sorted(seeds)) for (label, other_label), seeds in found.items()]
+
+
+def describe_reuse(
+    results: Sequence[dict[str, Any]],
+    other: Sequence[dict[str, Any]],
+    label: str,
+    other_label: str,
+    seeds: Sequence[int],
+) -> str:
+    """Say which of E2 and E1 trained the checkpoints they share, for the listed seeds.
+
+    ``results`` are E2's results and ``other`` E1's; ``label`` and
+    ``other_label`` are the configuration labels that :func:`shared_runs` paired.
+    """
+    chosen = set(seeds)
+    ours = {r["seed"]: r for r in results if r["configuration_label"] == label}
+    theirs = {r["seed"]: r for r in other if r["configuration_label"] == other_label}
+    pairs = [(ours[seed], theirs[seed]) for seed in sorted(chosen)]
+    if all(restored_in_full(mine) for mine, _ in pairs):
+        return (
+            "E2 restored E1's finished checkpoints, and the wall-time total under the E2 "
+            "table leaves these runs out."
+        )
+    if all(restored_in_full(other_run) for _, other_run in pairs):
+        return "E2 wrote the checkpoints that E1 then restored."
+    keys = ("train_loss", "test_loss", "test_accuracy")
+    agree = all(
+        [mine["epochs"][-1][key] for key in keys] == [theirs_run["epochs"][-1][key] for key in keys]
+        for mine, theirs_run in pairs
+    )
+    outcome = (
+        "Their final losses and accuracies agree exactly"
+        if agree
+        else "Their final metrics differ, because the trained models differ"
+    )
+    return (
+        "Both experiments trained these runs from scratch, because the command that "
+        "wrote them recomputed existing checkpoints, so both wall-time totals count "
+        f"them. {outcome}."
+    )
 
 
 def _run_precision(result: dict[str, Any]) -> str | None:
@@ -724,9 +790,15 @@ def describe_difference(
     )
 
 
-# The E1 pairs that isolate one change each: the ReLU after the addition, and
-# the place of BN with that ReLU kept.
+# The E1 pairs. The first is the plain swap of BN and ReLU, which also drops
+# the ReLU after the addition. Each of the other two isolates one change: the
+# ReLU after the addition, or the place of BN with that ReLU kept.
 E1_PAIRS = (
+    (
+        "before_relu",
+        "after_relu",
+        "Moving BN behind the ReLU and dropping the ReLU after the addition",
+    ),
     (
         "after_relu",
         "after_relu_add_relu",
@@ -741,7 +813,7 @@ E1_PAIRS = (
 
 
 def describe_e1(rows: Sequence[dict[str, Any]]) -> str:
-    """Describe E1: the spread over all block designs, then the pairs that isolate one change."""
+    """Describe E1: the spread over all block designs, then the difference of each pair."""
     sentences = [describe_difference(rows, *pair) for pair in E1_PAIRS]
     bullets = "\n".join(f"* {text}" for text in sentences if text is not None)
     return describe_training(rows) + ("\n\n" + bullets if bullets else "")

@@ -139,6 +139,20 @@ def test_shared_runs_found_and_not_double_counted(smoke: Path) -> None:
     assert "not counting the 2 runs restored in full" in text
 
 
+def _one_seed_options(root: Path, **overrides) -> RunOptions:
+    """Options for seed 0 on one CPU thread, with results and checkpoints under ``root``."""
+    values = {
+        "results_dir": root / "results",
+        "checkpoint_dir": root / "checkpoints",
+        "seeds": (0,),
+        "device": "cpu",
+        "num_threads": 1,
+        "progress": False,
+        **overrides,
+    }
+    return RunOptions(**values)
+
+
 def _tiny_cifar_preset(monkeypatch) -> None:
     """Register preset "tiny": the smoke scale, but reading CIFAR-10 folders of 20 images."""
     from hw2lib.experiments import presets
@@ -163,16 +177,12 @@ def test_checkpoint_differs_per_dataset(tmp_path: Path, monkeypatch) -> None:
     Image.new("RGB", (32, 32), (255, 0, 0)).save(replaced)
 
     def run(data_dir: Path, out: str) -> dict:
-        options = RunOptions(
+        options = _one_seed_options(
+            tmp_path,
             preset="tiny",
             data_dir=data_dir,
             results_dir=tmp_path / out,
-            checkpoint_dir=tmp_path / "checkpoints",
             cache_dir=tmp_path / "cache",
-            seeds=(0,),
-            device="cpu",
-            num_threads=1,
-            progress=False,
         )
         run_experiment("e1", options)
         return _load(tmp_path / out / "tiny" / "e1" / "before_relu-seed0.json")
@@ -237,6 +247,23 @@ def test_provenance_derives_precision_of_older_files(smoke: Path) -> None:
     assert ", float32;" in results.provenance_text([older])
     older["provenance"]["hardware"].update(device="cuda:0", gpu="NVIDIA H200")
     assert "NVIDIA H200, bfloat16;" in results.provenance_text([older])
+
+
+def test_force_trains_shared_checkpoints_once(tmp_path: Path) -> None:
+    def command() -> RunOptions:
+        return _one_seed_options(tmp_path, preset="smoke", force=True)
+
+    def e2_shared_run() -> dict:
+        return _load(tmp_path / "results" / "smoke" / "e2" / "exclude_bias_and_norm-seed0.json")
+
+    options = command()
+    run_experiment("e1", options)
+    run_experiment("e2", options)
+    # Within one command, E2 restores the checkpoint that E1 has just trained.
+    assert e2_shared_run()["resumed_from_epoch"] == 3
+    # A later command with force trains it again.
+    run_experiment("e2", command())
+    assert e2_shared_run()["resumed_from_epoch"] == 0
 
 
 def test_existing_results_are_kept(smoke: Path, tmp_path: Path) -> None:
@@ -317,6 +344,9 @@ def test_describe_e1_lists_isolating_pairs() -> None:
     overall, bullets = text.split("\n\n")
     assert overall.startswith("Mean final test accuracy runs from 47.6%")
     assert bullets.splitlines() == [
+        "* Moving BN behind the ReLU and dropping the ReLU after the addition: 52.4% "
+        "(BEFORE_RELU) → 54.8% (AFTER_RELU), +2.4 points, less than twice the larger seed "
+        "standard deviation (1.4 points).",
         "* With BN after ReLU, adding a ReLU after the residual addition: 54.8% (AFTER_RELU) "
         "→ 47.6% (AFTER_RELU_ADD_RELU), -7.2 points, more than twice the larger seed "
         "standard deviation (1.4 points).",
@@ -324,8 +354,36 @@ def test_describe_e1_lists_isolating_pairs() -> None:
         "(BEFORE_RELU) → 47.6% (AFTER_RELU_ADD_RELU), -4.8 points, more than twice the "
         "larger seed standard deviation (1.4 points).",
     ]
-    # Results from before the third design existed describe the spread only.
-    assert "\n" not in results.describe_e1(rows[:2])
+    # Results from before the third design existed get the plain swap only.
+    assert results.describe_e1(rows[:2]).count("\n* ") == 1
+
+
+def _run(label: str, seed: int, resumed: int, accuracy: float = 0.5) -> dict:
+    final = {"train_loss": 1.0, "test_loss": 1.2, "test_accuracy": accuracy}
+    return {
+        "configuration_label": label,
+        "seed": seed,
+        "resumed_from_epoch": resumed,
+        "epochs": [final, final],
+    }
+
+
+@pytest.mark.parametrize(
+    ("e2_resumed", "e1_resumed", "e1_accuracy", "expected"),
+    [
+        (2, 0, 0.5, "E2 restored E1's finished checkpoints"),
+        (0, 2, 0.5, "E2 wrote the checkpoints that E1 then restored."),
+        (0, 0, 0.5, "Their final losses and accuracies agree exactly."),
+        (0, 0, 0.6, "Their final metrics differ"),
+    ],
+)
+def test_describe_reuse_names_who_trained(e2_resumed, e1_resumed, e1_accuracy, expected) -> None:
+    e2 = [_run("E2 row", seed, e2_resumed) for seed in (0, 1)]
+    e1 = [_run("E1 row", seed, e1_resumed, e1_accuracy) for seed in (0, 1)]
+    text = results.describe_reuse(e2, e1, "E2 row", "E1 row", [0, 1])
+    assert expected in text
+    if e2_resumed == e1_resumed == 0:
+        assert text.startswith("Both experiments trained these runs from scratch")
 
 
 def test_describe_difference_needs_finished_runs() -> None:
@@ -409,7 +467,8 @@ def test_cli_missing_data_one_line_error(tmp_path: Path) -> None:
     assert lines[0].startswith("error: CIFAR-10 not found")
     assert str(missing) in lines[0]
     assert "Traceback" not in completed.stderr
-    assert "failed:" in (tmp_path / "out" / "runs.log").read_text()
+    # Nothing was computed, so the command leaves no runs.log behind.
+    assert not (tmp_path / "out" / "runs.log").exists()
 
 
 def test_cli_corrupt_image_one_line_error(tmp_path: Path) -> None:
@@ -487,12 +546,59 @@ def test_cli_missing_default_data_dir(tmp_path: Path) -> None:
 
 
 def test_cli_smoke_results_outside_docs(tmp_path: Path) -> None:
-    completed = _cli("run", "e4", "--preset", "smoke", "--seeds", "0", "--quiet", cwd=tmp_path)
+    completed = _cli("run", "E4", "--preset", "smoke", "--seeds", "0", "--quiet", cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr
     smoke_dir = tmp_path / ".cache" / "smoke-results"
     assert (smoke_dir / "smoke" / "e4" / "n32-seed0.json").exists()
-    assert "done" in (smoke_dir / "runs.log").read_text()
+    log = (smoke_dir / "runs.log").read_text()
+    assert log.splitlines()[0].split(" ", 1)[1].startswith("start: ")
+    assert log.splitlines()[-1].endswith(" done")
     assert not (results.RESULTS_DIR / "smoke").exists()
+    # A second run finds every file and computes nothing, so the log stays as it was.
+    again = _cli("run", "e4", "--preset", "smoke", "--seeds", "0", "--quiet", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (smoke_dir / "runs.log").read_text() == log
+
+
+def test_cli_checks_data_dir_before_skipping(tmp_path: Path) -> None:
+    # Every results file exists, but the mistyped folder must still fail.
+    out = tmp_path / "out"
+    for configuration in ("before_relu", "after_relu", "after_relu_add_relu"):
+        path = out / "cpu" / "e1" / f"{configuration}-seed0.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    completed = _cli(
+        "run",
+        "e1",
+        "--preset",
+        "cpu",
+        "--seeds",
+        "0",
+        "--data-dir",
+        str(tmp_path / "typo"),
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.startswith("error: CIFAR-10 not found")
+    assert str(tmp_path / "typo") in completed.stderr
+    assert not (out / "runs.log").exists()
+
+
+@pytest.mark.parametrize(
+    ("seeds", "message"),
+    [
+        ("0,-1", "seeds must be 0 or greater, not -1"),
+        ("0,1,0", "seed 0 is listed more than once"),
+        ("a,b", "expected integers separated by commas"),
+    ],
+)
+def test_cli_rejects_bad_seeds(tmp_path: Path, seeds: str, message: str) -> None:
+    completed = _cli("run", "e4", "--seeds=" + seeds, cwd=tmp_path)
+    assert completed.returncode == 2
+    assert message in completed.stderr
+    assert "Traceback" not in completed.stderr
 
 
 def test_cli_unknown_experiment(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from hw2lib import results as results_io
-from hw2lib.data import DatasetError, DatasetNotFoundError
+from hw2lib.data import DatasetError, DatasetNotFoundError, locate
 from hw2lib.experiments.presets import PRESETS
 from hw2lib.experiments.registry import EXPERIMENTS
 from hw2lib.experiments.runner import DEFAULT_CHECKPOINT_DIR, RunOptions, run_experiment
@@ -35,6 +35,10 @@ DEFAULT_DATA_DIR = Path("data")
 SMOKE_RESULTS_DIR = Path(".cache") / "smoke-results"
 
 
+# The experiments that train or evaluate on CIFAR-10; E4 builds its own matrices.
+CIFAR_EXPERIMENTS = {"e1", "e2", "e3"}
+
+
 def _seeds(text: str) -> tuple[int, ...]:
     try:
         seeds = tuple(int(part) for part in text.split(",") if part.strip())
@@ -44,6 +48,16 @@ def _seeds(text: str) -> tuple[int, ...]:
         ) from error
     if not seeds:
         raise argparse.ArgumentTypeError("--seeds needs at least one integer, e.g. 0,1,2")
+    negative = [seed for seed in seeds if seed < 0]
+    if negative:
+        raise argparse.ArgumentTypeError(
+            f"invalid seeds {text!r}: seeds must be 0 or greater, not {negative[0]}"
+        )
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(
+            f"invalid seeds {text!r}: seed {repeated[0]} is listed more than once"
+        )
     return seeds
 
 
@@ -159,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    names = list(EXPERIMENTS) if "all" in args.names else args.names
+    # The site writes experiments as E1 ... E4, so names are case-insensitive.
+    requested = [name.lower() for name in args.names]
+    names = list(EXPERIMENTS) if "all" in requested else list(dict.fromkeys(requested))
     unknown = [name for name in names if name not in EXPERIMENTS]
     if unknown:
         print(
@@ -171,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is None:
         args.out = SMOKE_RESULTS_DIR if args.preset == "smoke" else results_io.RESULTS_DIR
     data_dir = DEFAULT_DATA_DIR if args.data_dir is None else args.data_dir
+    commit, dirty = results_io.git_state()
+    run_log = results_io.RunLog(
+        args.out, f"start: {results_io.command_line()} (commit {commit}, dirty={dirty})"
+    )
     options = RunOptions(
         preset=args.preset,
         data_dir=data_dir,
@@ -185,12 +205,14 @@ def main(argv: list[str] | None = None) -> int:
         force=args.force,
         # Progress bars only on a terminal; a redirected log gets the per-epoch lines.
         progress=not args.quiet and sys.stderr.isatty(),
+        run_log=run_log,
     )
-    commit, dirty = results_io.git_state()
-    results_io.append_log(
-        args.out, f"start: {results_io.command_line()} (commit {commit}, dirty={dirty})"
-    )
+    reads_cifar = PRESETS[args.preset]["data"] == "cifar10" and set(names) & CIFAR_EXPERIMENTS
     try:
+        if reads_cifar and not args.download:
+            # Checked before any existing results file is skipped, so a mistyped
+            # --data-dir fails even when there is nothing left to compute.
+            locate(data_dir)
         for name in names:
             paths = run_experiment(name, options)
             logger.info("%s: %d results files in %s", name, len(paths), args.out)
@@ -204,10 +226,10 @@ def main(argv: list[str] | None = None) -> int:
                 "that holds cifar-10-batches-py/ or train/ and test/ class folders, or add "
                 f"--download to fetch CIFAR-10 into {data_dir}"
             )
-        results_io.append_log(args.out, f"failed: {message}")
+        run_log.close(f"failed: {message}")
         print(f"error: {message}", file=sys.stderr)
         return 2
-    results_io.append_log(args.out, "done")
+    run_log.close("done")
     return 0
 
 

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,11 @@ class RunOptions:
     precision: str = "auto"  # see TrainConfig.precision
     force: bool = False  # recompute results files that exist
     progress: bool = True
+    # Receives the runs.log lines; None appends them to results_dir/runs.log directly.
+    run_log: results_io.RunLog | None = None
+    # With force, checkpoints written after this time (by earlier experiments of
+    # the same command) are reused rather than trained again. Seconds since the epoch.
+    started_at: float = field(default_factory=time.time)
 
 
 class _Context:
@@ -177,10 +182,11 @@ class _Context:
 def _save_result(context: _Context, path: Path, record: dict, summary: str) -> None:
     """Write one results file atomically and log the run in the results folder's runs.log."""
     results_io.write_result(path, record)
-    results_io.append_log(
-        context.options.results_dir,
-        f"{context.options.preset} {summary} -> {path.name}",
-    )
+    line = f"{context.options.preset} {summary} -> {path.name}"
+    if context.options.run_log is not None:
+        context.options.run_log.write(line)
+    else:
+        results_io.append_log(context.options.results_dir, line)
 
 
 def _configuration_index(experiment: str, configuration: str) -> int:
@@ -201,14 +207,19 @@ def _train_configuration(
 ) -> tuple[TrainResult, Path]:
     """Train, resume or reload one configuration; write its results file unless it exists.
 
-    ``retrain`` deletes the checkpoint first, so the run starts from scratch.
+    ``retrain`` deletes a checkpoint written before this command started, so
+    the run starts from scratch; one that an earlier experiment of the same
+    command wrote (E1's runs that E2 repeats) is kept and restored.
     """
     label, overrides = EXPERIMENTS[experiment].configurations[configuration]
     config = context.train_config(overrides, seed)
     checkpoint = context.checkpoint_path(config)
     path = context.result_path(experiment, configuration, seed)
-    if retrain:
-        checkpoint.unlink(missing_ok=True)
+    if retrain and checkpoint.exists():
+        if checkpoint.stat().st_mtime < context.options.started_at:
+            checkpoint.unlink()
+        else:
+            logger.info("%s was written by this command; restoring it", checkpoint)
 
     train_split, test_split = context.splits()
     started = dt.datetime.now(dt.UTC)
