@@ -18,7 +18,8 @@
 # claims of Part 1 and Part 2 to a measurement.
 #
 # * **E1**: BatchNorm before ReLU (Conv → BN → ReLU, torchvision's order) against
-#   after it (Conv → ReLU → BN), in a CIFAR-10 ResNet-18.
+#   after it (Conv → ReLU → BN), with and without a ReLU after each residual
+#   addition, in a CIFAR-10 ResNet-18.
 # * **E2**: weight decay on every parameter, against excluding biases and BN
 #   parameters, only BN parameters, or only biases.
 # * **E3**: a trained model evaluated with `model.eval()` and with
@@ -150,24 +151,14 @@ if e2 is not None:
     display(Markdown(results.describe_training(e2["rows"])))
     e1_runs = e1["results"] if e1 is not None and e1["preset"] == e2["preset"] else []
     for label, e1_label, seeds in results.shared_runs(e2["results"], e1_runs):
-        restored = all(
-            results.restored_in_full(r)
-            for r in e2["results"]
-            if r["configuration_label"] == label and r["seed"] in seeds
-        )
-        reuse = (
-            "restored E1's finished checkpoints, and the wall-time total under the E2 "
-            "table leaves these runs out"
-            if restored
-            else "wrote the checkpoints that E1 then restored"
-        )
+        reuse = results.describe_reuse(e2["results"], e1_runs, label, e1_label, seeds)
         display(
             Markdown(
                 f"The E2 row \"{label}\" and the E1 row \"{e1_label}\" are the same "
                 "training runs. Their options are identical, because E1 decays neither "
                 "biases nor BN parameters, so both name the same checkpoint file and "
                 f"report the same trained models for seeds {', '.join(map(str, seeds))}. "
-                f"E2 {reuse}."
+                f"{reuse}"
             )
         )
 

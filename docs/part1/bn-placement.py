@@ -216,8 +216,9 @@ check(
 # recipe, and neither order wins by a margin that carries over from one setup
 # to the next.
 #
-# This chapter runs its own ablation: `hw2lib.models.cifar_resnet18` trained
-# on CIFAR-10 with everything else equal, in three block designs. Moving BN
+# This chapter runs its own ablation, experiment E1:
+# `hw2lib.models.cifar_resnet18` trained on CIFAR-10 with everything else
+# equal, in three block designs. Moving BN
 # behind the ReLU inside a residual block also moves a ReLU. In torchvision's
 # block the second convolution goes through BN, then the addition, then ReLU.
 # With `norm_position="after_relu"` that ReLU moves in front of the BN, so no
