@@ -229,7 +229,7 @@ check(
 # in where BN sits (and in one more ReLU inside the branch). The site build
 # never trains: the cell below reads the frozen results files that
 # `nox -s experiments` wrote (see the [Experiments](../../experiments/) page
-# for all of them and for how to reproduce them). The preset line says at
+# for all of them and for how to reproduce them). The preset line states at
 # what scale they were measured; a reduced CPU run shows the direction of an
 # effect at best, not the full-scale difference.
 
