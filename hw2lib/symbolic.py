@@ -19,6 +19,11 @@ def _matrix_symbols(name: str, rows: int, cols: int) -> sp.Matrix:
     return sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"{name}_{i + 1}{j + 1}", real=True))
 
 
+def _factorization_symbols(m: int, n: int, r: int) -> tuple[sp.Matrix, sp.Matrix, sp.Matrix]:
+    """Return symbolic X (m×n), A (m×r) and B (r×n) with entries x_ij, a_ij and b_ij."""
+    return _matrix_symbols("x", m, n), _matrix_symbols("a", m, r), _matrix_symbols("b", r, n)
+
+
 def _vec(matrix: sp.Matrix) -> list[sp.Symbol]:
     """Return the entries of ``matrix`` stacked column by column."""
     return [matrix[i, j] for j in range(matrix.cols) for i in range(matrix.rows)]
@@ -128,9 +133,7 @@ def origin_hessian(m: int = 2, n: int = 2, r: int = 1) -> OriginHessian:
         ValueError: m, n or r is not a positive integer.
     """
     _check_sizes(m=m, n=n, r=r)
-    X = _matrix_symbols("x", m, n)
-    A = _matrix_symbols("a", m, r)
-    B = _matrix_symbols("b", r, n)
+    X, A, B = _factorization_symbols(m, n, r)
     variables = _vec(A) + _vec(B)
     loss = _frobenius_loss(X, A, B)
     origin = {v: 0 for v in variables}
@@ -230,9 +233,7 @@ def convexity_in_A(m: int = 2, n: int = 2, r: int = 2) -> ConvexityInA:
         ValueError: m, n or r is not a positive integer.
     """
     _check_sizes(m=m, n=n, r=r)
-    X = _matrix_symbols("x", m, n)
-    A = _matrix_symbols("a", m, r)
-    B = _matrix_symbols("b", r, n)
+    X, A, B = _factorization_symbols(m, n, r)
     D = _matrix_symbols("d", m, r)
     loss = _frobenius_loss(X, A, B)
     hessian_A = sp.hessian(loss, _vec(A))
@@ -390,9 +391,7 @@ def gradient_flow_invariant(m: int = 3, n: int = 2, r: int = 2) -> FlowInvariant
         ValueError: m, n or r is not a positive integer.
     """
     _check_sizes(m=m, n=n, r=r)
-    X = _matrix_symbols("x", m, n)
-    A = _matrix_symbols("a", m, r)
-    B = _matrix_symbols("b", r, n)
+    X, A, B = _factorization_symbols(m, n, r)
     loss = _frobenius_loss(X, A, B)
     A_dot = -A.applyfunc(lambda entry: sp.diff(loss, entry))
     B_dot = -B.applyfunc(lambda entry: sp.diff(loss, entry))

@@ -471,45 +471,9 @@ def test_cli_missing_data_one_line_error(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "runs.log").exists()
 
 
-def test_cli_corrupt_image_one_line_error(tmp_path: Path) -> None:
-    from tests.test_data import CLASSES, make_imagefolder
-
-    make_imagefolder(tmp_path / "jpeg")
-    bad = tmp_path / "jpeg" / "test" / CLASSES[1] / "0000.png"
-    bad.write_bytes(b"broken")
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hw2lib.experiments",
-            "run",
-            "e1",
-            "--preset",
-            "cpu",
-            "--data-dir",
-            str(tmp_path / "jpeg"),
-            "--out",
-            str(tmp_path / "out"),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
-    assert completed.returncode == 2
-    assert completed.stderr.count("\n") == 1, completed.stderr
-    assert str(bad) in completed.stderr
-    assert "Traceback" not in completed.stderr
-
-
-def test_cli_too_few_images_one_line_error(tmp_path: Path) -> None:
-    from tests.test_data import make_imagefolder
-
-    make_imagefolder(tmp_path / "jpeg", per_class=3)
-    completed = _cli(
+def _cli_cpu_e1_on_jpeg(tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run E1 of the cpu preset on ``tmp_path/jpeg``, writing under ``tmp_path``."""
+    return _cli(
         "run",
         "e1",
         "--preset",
@@ -523,6 +487,26 @@ def test_cli_too_few_images_one_line_error(tmp_path: Path) -> None:
         "--quiet",
         cwd=tmp_path,
     )
+
+
+def test_cli_corrupt_image_one_line_error(tmp_path: Path) -> None:
+    from tests.test_data import CLASSES, make_imagefolder
+
+    make_imagefolder(tmp_path / "jpeg")
+    bad = tmp_path / "jpeg" / "test" / CLASSES[1] / "0000.png"
+    bad.write_bytes(b"broken")
+    completed = _cli_cpu_e1_on_jpeg(tmp_path)
+    assert completed.returncode == 2
+    assert completed.stderr.count("\n") == 1, completed.stderr
+    assert str(bad) in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_cli_too_few_images_one_line_error(tmp_path: Path) -> None:
+    from tests.test_data import make_imagefolder
+
+    make_imagefolder(tmp_path / "jpeg", per_class=3)
+    completed = _cli_cpu_e1_on_jpeg(tmp_path)
     assert completed.returncode == 2
     assert "Traceback" not in completed.stderr
     lines = completed.stderr.strip().splitlines()

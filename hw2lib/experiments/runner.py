@@ -119,6 +119,13 @@ class _Context:
                 f"{name} preset evaluates on {test_need:,}; {fix}"
             )
 
+    def skip_existing(self, path: Path) -> bool:
+        """Return whether the results file ``path`` exists and is kept, logging the skip."""
+        if path.exists() and not self.options.force:
+            logger.info("%s exists; skipping (pass --force to recompute)", path)
+            return True
+        return False
+
     def train_config(self, overrides: dict[str, Any], seed: int) -> TrainConfig:
         values = dict(self.preset["train"])
         values.update(overrides)
@@ -279,8 +286,7 @@ def _run_training_experiment(context: _Context, experiment: str) -> list[Path]:
     for configuration in EXPERIMENTS[experiment].configurations:
         for seed in context.seeds:
             path = context.result_path(experiment, configuration, seed)
-            if path.exists() and not context.options.force:
-                logger.info("%s exists; skipping (pass --force to recompute)", path)
+            if context.skip_existing(path):
                 paths.append(path)
                 continue
             _, path = _train_configuration(
@@ -299,8 +305,7 @@ def _run_e3(context: _Context) -> list[Path]:
     paths = []
     for seed in context.seeds:
         path = context.result_path("e3", "bn_mode", seed)
-        if path.exists() and not context.options.force:
-            logger.info("%s exists; skipping (pass --force to recompute)", path)
+        if context.skip_existing(path):
             paths.append(path)
             continue
         started = dt.datetime.now(dt.UTC)
@@ -491,8 +496,7 @@ def _run_e4(context: _Context) -> list[Path]:
         for seed in seeds:
             configuration = f"n{size}"
             path = context.result_path("e4", configuration, seed)
-            if path.exists() and not context.options.force:
-                logger.info("%s exists; skipping (pass --force to recompute)", path)
+            if context.skip_existing(path):
                 paths.append(path)
                 continue
             started = dt.datetime.now(dt.UTC)
