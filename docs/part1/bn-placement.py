@@ -230,7 +230,7 @@ check(
 # never trains: the cell below reads the frozen results files that
 # `nox -s experiments` wrote (see the [Experiments](../../experiments/) page
 # for all of them and for how to reproduce them). The preset line states at
-# what scale they were measured; a reduced CPU run shows the direction of an
+# what scale they were measured. A reduced CPU run shows the direction of an
 # effect at best, not the full-scale difference.
 
 # %%
